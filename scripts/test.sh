@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test suite: lint, unit tests, then the Molecule scenarios.
+# Usage: scripts/test.sh [lint|unit|molecule]...   (default: all, in that order)
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+stages=("$@")
+((${#stages[@]})) || stages=(lint unit molecule)
+passed=0 failed=0 failures=()
+
+run_stage() {
+  local name=$1
+  shift
+  log "$name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
+
+for stage in "${stages[@]}"; do
+  case $stage in
+    lint)
+      run_stage "yamllint" yamllint --strict .
+      run_stage "ansible-lint (production profile)" ansible-lint --offline
+      ;;
+    unit)
+      run_stage "pytest unit tests" python -m pytest -q tests/unit
+      run_stage "collection build and install" scripts/check-collection-build.sh
+      ;;
+    molecule)
+      for scenario in default nvidia_driver; do
+        [[ -f molecule/$scenario/molecule.yml ]] || continue
+        run_stage "molecule test -s $scenario" molecule test -s "$scenario"
+      done
+      if [[ -x molecule/conda/run.sh ]]; then
+        run_stage "molecule conda scenario" molecule/conda/run.sh
+      fi
+      ;;
+    *)
+      echo "unknown stage $stage (use lint, unit or molecule)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+log "Summary"
+((failed == 0)) || printf 'failed stage: %s\n' "${failures[@]}"
+echo "stages: $passed passed, $failed failed"
+((failed == 0))
