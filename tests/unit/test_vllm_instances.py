@@ -1,0 +1,131 @@
+"""vllm_instances resolution, checks and the server command line."""
+
+import shlex
+
+import pytest
+
+from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_instances import (
+    instance_problems,
+    resolve_instances,
+    server_args,
+    systemd_quote,
+)
+
+DEFAULTS = {
+    "model": "Qwen/Qwen2.5-0.5B-Instruct",
+    "model_src": "",
+    "model_revision": "main",
+    "served_model_name": "",
+    "host": "127.0.0.1",
+    "port": 8000,
+    "dtype": "auto",
+    "max_model_len": 4096,
+    "gpu_memory_utilization": 0.9,
+    "max_num_seqs": None,
+    "kv_cache_dtype": "auto",
+    "tensor_parallel_size": 1,
+    "pipeline_parallel_size": 1,
+    "trust_remote_code": False,
+    "extra_args": [],
+    "environment": {},
+    "cpu_kvcache_space_gib": 4,
+}
+MODEL_DIR = "/var/lib/vllm/models"
+
+
+def resolve(instances, **overrides):
+    return resolve_instances(instances, {**DEFAULTS, **overrides}, MODEL_DIR)
+
+
+def test_one_item_list_takes_every_default():
+    (inst,) = resolve([{"name": "main"}])
+    assert inst["port"] == 8000
+    assert inst["model_kind"] == "hub"
+    assert inst["model_path"] == "/var/lib/vllm/models/Qwen--Qwen2.5-0.5B-Instruct"
+    assert inst["served_model_name"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert instance_problems([inst]) == []
+
+
+def test_controller_and_host_path_models():
+    ctl, local = resolve(
+        [
+            {"name": "a", "model_src": "/ctl/models/tiny-chat/", "port": 8001},
+            {"name": "b", "model": "/srv/models/llama", "port": 8002},
+        ]
+    )
+    assert (ctl["model_kind"], ctl["model_path"], ctl["served_model_name"]) == (
+        "controller",
+        "/var/lib/vllm/models/tiny-chat",
+        "tiny-chat",
+    )
+    assert (local["model_kind"], local["model_path"], local["served_model_name"]) == (
+        "host_path",
+        "/srv/models/llama",
+        "llama",
+    )
+
+
+def test_port_collision_names_the_instance_variable():
+    problems = instance_problems(resolve([{"name": "a"}, {"name": "b", "port": 8000}]))
+    assert len(problems) == 1
+    assert "vllm_instances[1].port=8000 collides with instance 'a'" in problems[0]
+
+
+def test_same_port_on_wildcard_and_loopback_collides():
+    problems = instance_problems(resolve([{"name": "a", "host": "0.0.0.0"}, {"name": "b"}]))
+    assert any("collides" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "override, variable",
+    [
+        ({"gpu_memory_utilization": 1.5}, "vllm_gpu_memory_utilization=1.5"),
+        ({"gpu_memory_utilization": 0}, "vllm_gpu_memory_utilization=0"),
+        ({"port": 70000}, "vllm_port=70000"),
+        ({"tensor_parallel_size": 0}, "vllm_tensor_parallel_size=0"),
+        ({"max_model_len": 8}, "vllm_max_model_len=8"),
+        ({"dtype": "int4"}, "vllm_dtype='int4'"),
+        ({"kv_cache_dtype": "int8"}, "vllm_kv_cache_dtype='int8'"),
+        ({"model": "not a repo"}, "vllm_model='not a repo'"),
+        ({"model": ""}, "vllm_model is empty"),
+        ({"cpu_kvcache_space_gib": 0}, "vllm_cpu_kvcache_space_gib=0"),
+    ],
+)
+def test_bad_defaults_name_the_role_variable(override, variable):
+    problems = instance_problems(resolve([{"name": "main"}], **override))
+    assert any(variable in p for p in problems), problems
+
+
+def test_bad_instance_keys_name_the_list_item():
+    problems = instance_problems(
+        resolve([{"name": "Main!", "gpu_memory_utilisation": 0.5, "cuda_visible_devices": "zero"}])
+    )
+    text = " ".join(problems)
+    assert "vllm_instances[0].name='Main!'" in text
+    assert "unknown keys ['gpu_memory_utilisation']" in text
+    assert "vllm_instances[0].cuda_visible_devices='zero'" in text
+
+
+def test_server_args_carry_memory_flags():
+    (inst,) = resolve([{"name": "main", "max_num_seqs": 8, "kv_cache_dtype": "fp8", "extra_args": ["--seed", "1"]}])
+    args = server_args(inst, "cuda")
+    flags = dict(zip(args, args[1:]))
+    assert flags["--max-model-len"] == "4096"
+    assert flags["--gpu-memory-utilization"] == "0.9"
+    assert flags["--max-num-seqs"] == "8"
+    assert flags["--kv-cache-dtype"] == "fp8"
+    assert args[-2:] == ["--seed", "1"]
+    assert "--trust-remote-code" not in args
+
+
+def test_unset_limits_are_left_to_vllm():
+    (inst,) = resolve([{"name": "main"}], max_model_len=None)
+    args = server_args(inst, "cuda")
+    assert "--max-model-len" not in args and "--max-num-seqs" not in args
+
+
+@pytest.mark.parametrize("arg", ["plain", "with space", 'quote"d', "100%", "$HOME", "back\\slash"])
+def test_systemd_quote_round_trips_through_shell_style_splitting(arg):
+    quoted = systemd_quote(arg)
+    # systemd doubles % and $; undo that, then split like systemd does for quotes.
+    assert shlex.split(quoted.replace("%%", "%").replace("$$", "$"))[0] == arg
