@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_instances import (
+    apply_plans,
     instance_problems,
     resolve_instances,
     server_args,
@@ -17,7 +18,7 @@ short_description: Fill vllm_instances from the role's defaults
 version_added: 0.1.0
 description:
   - Merges each instance with the vllm_* defaults and derives the model's path on the host.
-  - Companion filters C(vllm_instance_problems), C(vllm_server_args) and C(systemd_quote) live in the same file.
+  - Companion filters C(vllm_instance_problems), C(vllm_apply_plans), C(vllm_server_args) and C(systemd_quote) live in the same file.
 positional: defaults, model_dir
 options:
   _input:
@@ -53,6 +54,7 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "vllm_resolve_instances": resolve_instances,
+            "vllm_apply_plans": apply_plans,
             "vllm_instance_problems": instance_problems,
             "vllm_server_args": server_args,
             "systemd_quote": systemd_quote,

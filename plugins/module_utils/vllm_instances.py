@@ -172,10 +172,12 @@ def instance_problems(resolved: list[dict[str, Any]]) -> list[str]:
             problems.append(
                 f"{org['kv_cache_dtype']}={inst.get('kv_cache_dtype')!r} is not one of {', '.join(KV_CACHE_DTYPES)}."
             )
-        space = _as_number(inst.get("cpu_kvcache_space_gib"))
-        if space is None or space <= 0:
+        space = inst.get("cpu_kvcache_space_gib")
+        # vLLM's CPU build parses VLLM_CPU_KVCACHE_SPACE with int().
+        if not _is_int(space) or space < 1:
             problems.append(
-                f"{org['cpu_kvcache_space_gib']}={inst.get('cpu_kvcache_space_gib')!r} must be a positive number of GiB."
+                f"{org['cpu_kvcache_space_gib']}={space!r} must be a whole number of GiB, at least 1 "
+                "(vLLM reads VLLM_CPU_KVCACHE_SPACE as an integer)."
             )
         cvd = str(inst.get("cuda_visible_devices") or "")
         if cvd and not re.match(r"^(\d+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-zA-Z/-]+)(,(\d+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-zA-Z/-]+))*$", cvd):
@@ -215,3 +217,19 @@ def systemd_quote(arg: str) -> str:
         return arg.replace("%", "%%")
     escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
     return f'"{escaped}"'
+
+
+PLANNED_KEYS = ("max_model_len", "gpu_memory_utilization")
+
+
+def apply_plans(instances: list[dict[str, Any]], plans: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Instances with the flags the memory planner chose (``auto`` mode) and their plan attached."""
+    by_name = {str(p["item"]["name"]): p.get("plan") for p in plans or [] if p.get("plan")}
+    planned = []
+    for inst in instances:
+        plan = by_name.get(str(inst["name"]))
+        updated = dict(inst, memory_plan=plan)
+        if mode == "auto" and plan:
+            updated.update({key: plan[key] for key in PLANNED_KEYS if plan.get(key) is not None})
+        planned.append(updated)
+    return planned

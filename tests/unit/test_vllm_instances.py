@@ -5,6 +5,7 @@ import shlex
 import pytest
 
 from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_instances import (
+    apply_plans,
     instance_problems,
     resolve_instances,
     server_args,
@@ -89,6 +90,7 @@ def test_same_port_on_wildcard_and_loopback_collides():
         ({"model": "not a repo"}, "vllm_model='not a repo'"),
         ({"model": ""}, "vllm_model is empty"),
         ({"cpu_kvcache_space_gib": 0}, "vllm_cpu_kvcache_space_gib=0"),
+        ({"cpu_kvcache_space_gib": 1.5}, "vllm_cpu_kvcache_space_gib=1.5"),
     ],
 )
 def test_bad_defaults_name_the_role_variable(override, variable):
@@ -129,3 +131,15 @@ def test_systemd_quote_round_trips_through_shell_style_splitting(arg):
     quoted = systemd_quote(arg)
     # systemd doubles % and $; undo that, then split like systemd does for quotes.
     assert shlex.split(quoted.replace("%%", "%").replace("$$", "$"))[0] == arg
+
+
+def test_auto_plans_replace_memory_flags_and_check_plans_do_not():
+    (inst,) = resolve([{"name": "main"}])
+    plans = [{"item": inst, "plan": {"max_model_len": 2048, "gpu_memory_utilization": 0.85, "kv_capacity_tokens": 9}}]
+    (auto,) = apply_plans([inst], plans, "auto")
+    assert (auto["max_model_len"], auto["gpu_memory_utilization"]) == (2048, 0.85)
+    assert auto["memory_plan"]["kv_capacity_tokens"] == 9
+    (check,) = apply_plans([inst], plans, "check")
+    assert (check["max_model_len"], check["gpu_memory_utilization"]) == (4096, 0.9)
+    (off,) = apply_plans([inst], [], "off")
+    assert off["memory_plan"] is None

@@ -12,20 +12,28 @@ UNIT = "vllm@main.service"
 # Runs on the host (python3 is there for Ansible) so the test talks to 127.0.0.1 only.
 HTTP_CLIENT = r"""
 import json, sys, urllib.request
-url, body = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(url, data=body.encode() if body else None,
-                             headers={"Content-Type": "application/json"})
-with urllib.request.urlopen(req, timeout=120) as resp:
-    sys.stdout.write(json.dumps({"status": resp.status, "body": resp.read().decode()}))
+import urllib.error
+url, body, key = sys.argv[1], sys.argv[2], sys.argv[3]
+headers = {"Content-Type": "application/json"}
+if key:
+    headers["Authorization"] = "Bearer " + key
+req = urllib.request.Request(url, data=body.encode() if body else None, headers=headers)
+try:
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        sys.stdout.write(json.dumps({"status": resp.status, "body": resp.read().decode()}))
+except urllib.error.HTTPError as err:
+    sys.stdout.write(json.dumps({"status": err.code, "body": err.read().decode()}))
 """
 
 
-def http(host, path: str, body: dict | None = None) -> tuple[int, str]:
-    port = host.ansible.get_variables()["vllm_port"]
-    cmd = "python3 -c {} {} {}".format(
+def http(host, path: str, body: dict | None = None, authorized: bool = True) -> tuple[int, str]:
+    hostvars = host.ansible.get_variables()
+    key = hostvars.get("vllm_api_key", "") if authorized else ""
+    cmd = "python3 -c {} {} {} {}".format(
         shlex.quote(HTTP_CLIENT),
-        shlex.quote(f"http://127.0.0.1:{port}{path}"),
+        shlex.quote(f"http://127.0.0.1:{hostvars['vllm_port']}{path}"),
         shlex.quote(json.dumps(body) if body else ""),
+        shlex.quote(key),
     )
     out = host.check_output(cmd)
     reply = json.loads(out)
@@ -120,3 +128,24 @@ def test_streaming_chat_completion_returns_tokens(host, hostvars):
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert len(chunks) >= 2
     assert text != ""
+
+
+def test_requests_without_the_api_key_are_refused(host, hostvars):
+    assert hostvars["vllm_api_key"]
+    status, _ = http(host, "/v1/models", authorized=False)
+    assert status == 401
+    status, _ = http(host, "/v1/models")
+    assert status == 200
+
+
+def test_api_key_is_in_no_file_other_users_can_read(host, hostvars):
+    key = hostvars["vllm_api_key"]
+    # Files holding the key, among those any user may read.
+    leaks = host.run(
+        "grep -rlsF -- {} /etc /var/lib/vllm /opt/vllm /tmp | xargs -r stat -c '%a %U:%G %n' "
+        "| awk '$1 ~ /[4567]$/'".format(shlex.quote(key))
+    )
+    assert leaks.stdout.strip() == ""
+    env_file = host.file("/etc/vllm/main.env")
+    assert key in env_file.content_string
+    assert env_file.mode == 0o640
