@@ -50,6 +50,25 @@ def _model_kind(model: str, model_src: str) -> str:
     return "hub"
 
 
+INT_KEYS = ("port", "max_model_len", "max_num_seqs", "tensor_parallel_size", "pipeline_parallel_size", "cpu_kvcache_space_gib")
+FLOAT_KEYS = ("gpu_memory_utilization",)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Numbers given as strings (``-e vllm_port=8001``) become numbers; anything else is left for the checks."""
+    if not isinstance(value, str) or value.strip() == "":
+        return value
+    text = value.strip()
+    try:
+        if key in INT_KEYS and re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+        if key in FLOAT_KEYS:
+            return float(text)
+    except ValueError:
+        pass
+    return value
+
+
 def resolve_instances(
     instances: list[dict[str, Any]], defaults: dict[str, Any], model_dir: str
 ) -> list[dict[str, Any]]:
@@ -59,6 +78,8 @@ def resolve_instances(
         item = dict(item or {})
         inst: dict[str, Any] = {key: defaults.get(key) for key in INHERITED_KEYS}
         inst.update(item)
+        for key in INT_KEYS + FLOAT_KEYS:
+            inst[key] = _coerce(key, inst.get(key))
         inst["index"] = index
         inst["origins"] = {key: _origin(index, key, item) for key in INHERITED_KEYS}
         inst["unknown_keys"] = sorted(set(item) - set(INHERITED_KEYS) - set(INSTANCE_ONLY_KEYS))

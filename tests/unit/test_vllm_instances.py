@@ -143,3 +143,11 @@ def test_auto_plans_replace_memory_flags_and_check_plans_do_not():
     assert (check["max_model_len"], check["gpu_memory_utilization"]) == (4096, 0.9)
     (off,) = apply_plans([inst], [], "off")
     assert off["memory_plan"] is None
+
+
+def test_numbers_given_as_strings_are_accepted():
+    (inst,) = resolve([{"name": "main", "port": "8001"}], max_model_len="4096", gpu_memory_utilization="0.8")
+    assert (inst["port"], inst["max_model_len"], inst["gpu_memory_utilization"]) == (8001, 4096, 0.8)
+    assert instance_problems([inst]) == []
+    (bad,) = resolve([{"name": "main", "port": "eighty"}])
+    assert any("vllm_instances[0].port='eighty'" in p for p in instance_problems([bad]))
