@@ -6,7 +6,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 ansible-galaxy collection build --force --output-path "$out" .
 tarball=("$out"/gpufleet-vllm-*.tar.gz)
-ansible-galaxy collection install --offline --no-deps -p "$out/installed" "${tarball[0]}"
+ansible-galaxy collection install --force --offline --no-deps -p "$out/installed" "${tarball[0]}"
 test -f "$out/installed/ansible_collections/gpufleet/vllm/roles/vllm/tasks/main.yml"
 ANSIBLE_COLLECTIONS_PATH="$out/installed" ansible-doc -t filter gpufleet.vllm.vllm_release >/dev/null
 echo "built and installed ${tarball[0]##*/}"

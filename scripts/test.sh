@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The test suite: lint, unit tests, then the Molecule scenarios.
-# Usage: scripts/test.sh [lint|unit|molecule]...   (default: all, in that order)
+# Usage: scripts/test.sh [lint|unit|integration|molecule]...   (default: all, in that order)
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 stages=("$@")
-((${#stages[@]})) || stages=(lint unit molecule)
+((${#stages[@]})) || stages=(lint unit integration molecule)
 passed=0 failed=0 failures=()
 
 run_stage() {
@@ -29,8 +29,11 @@ for stage in "${stages[@]}"; do
       run_stage "pytest unit tests" python -m pytest -q tests/unit
       run_stage "collection build and install" scripts/check-collection-build.sh
       ;;
+    integration)
+      run_stage "integration tests (bad input, check mode)" python -m pytest -q tests/integration
+      ;;
     molecule)
-      for scenario in default nvidia_driver; do
+      for scenario in default nvidia_driver fleet; do
         [[ -f molecule/$scenario/molecule.yml ]] || continue
         run_stage "molecule test -s $scenario" molecule test -s "$scenario"
       done
@@ -39,7 +42,7 @@ for stage in "${stages[@]}"; do
       fi
       ;;
     *)
-      echo "unknown stage $stage (use lint, unit or molecule)" >&2
+      echo "unknown stage $stage (use lint, unit, integration or molecule)" >&2
       exit 2
       ;;
   esac

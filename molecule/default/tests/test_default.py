@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
@@ -149,3 +150,10 @@ def test_api_key_is_in_no_file_other_users_can_read(host, hostvars):
     env_file = host.file("/etc/vllm/main.env")
     assert key in env_file.content_string
     assert env_file.mode == 0o640
+
+
+def test_unit_sandbox_exposure_is_low(host):
+    out = host.check_output("systemd-analyze security --no-pager %s", UNIT)
+    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+    print(f"systemd-analyze security {UNIT}: exposure {score}")
+    assert score <= 2.5
