@@ -6,13 +6,14 @@ cd "$REPO_ROOT"
 INSTANCE=gpufleet-vllm-1
 log "Provisioning container $INSTANCE with playbooks/site.yml"
 molecule converge -s default
-log "Asking the server for a chat completion"
-podman exec "$INSTANCE" python3 - <<'PY'
-import json, urllib.request
+log "Asking the server for a chat completion (with the API key from its root-only env file)"
+podman exec -i "$INSTANCE" python3 - <<'PY'
+import json, re, urllib.request
+key = re.search(r'^VLLM_API_KEY="(.*)"$', open("/etc/vllm/main.env").read(), re.M).group(1)
 body = {"model": "tiny-chat", "max_tokens": 24,
         "messages": [{"role": "user", "content": "Say hello to the fleet."}]}
 req = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions", json.dumps(body).encode(),
-                             {"Content-Type": "application/json"})
+                             {"Content-Type": "application/json", "Authorization": "Bearer " + key})
 with urllib.request.urlopen(req, timeout=120) as resp:
     reply = json.load(resp)
 print("model:", reply["model"])
