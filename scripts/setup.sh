@@ -40,6 +40,16 @@ log "Linking the repo as collection gpufleet.vllm"
 mkdir -p "$REPO_ROOT/.collections/ansible_collections/gpufleet"
 ln -sfn ../../.. "$REPO_ROOT/.collections/ansible_collections/gpufleet/vllm"
 
-"$REPO_ROOT/scripts/build-image.sh"
+# The image (debootstrap) and the wheelhouse (pip) wait on different servers: build both at once.
+mkdir -p "$CACHE"
+image_log="$CACHE/build-image.log"
+"$REPO_ROOT/scripts/build-image.sh" >"$image_log" 2>&1 &
+image_pid=$!
 "$REPO_ROOT/scripts/build-test-assets.sh"
+if ! wait "$image_pid"; then
+  cat "$image_log" >&2
+  echo "building the test image failed (log above)" >&2
+  exit 1
+fi
+cat "$image_log"
 log "Set-up complete"

@@ -8,6 +8,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_releases import (
     python_problem,
     release_info,
+    release_problem,
 )
 
 DOCUMENTATION = r"""
@@ -49,6 +50,11 @@ def vllm_release(package: str, version: str) -> dict[str, Any]:
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def vllm_release_problem(package: str, version: str) -> str:
+    """Empty string when the release table covers the pair, else the message to fail with."""
+    return release_problem(str(package), str(version)) or ""
+
+
 def vllm_python_problem(package: str, version: str, python_version: str) -> Optional[str]:
     """Empty string when the pair installs, else the message to fail with."""
     try:
@@ -59,4 +65,8 @@ def vllm_python_problem(package: str, version: str, python_version: str) -> Opti
 
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"vllm_release": vllm_release, "vllm_python_problem": vllm_python_problem}
+        return {
+            "vllm_release": vllm_release,
+            "vllm_release_problem": vllm_release_problem,
+            "vllm_python_problem": vllm_python_problem,
+        }

@@ -104,6 +104,26 @@ def newest_release_for_python(package: str, python_version: str) -> Optional[str
     return None
 
 
+def release_problem(package: str, version: str) -> Optional[str]:
+    """Why the collection cannot set up ``package==version``, or None when the table covers it."""
+    if package not in KNOWN_PACKAGES:
+        return (
+            f"vllm_package={package} is not a vLLM build the collection knows. "
+            f"Fix: set vllm_package to one of {', '.join(KNOWN_PACKAGES)}."
+        )
+    try:
+        release_info(package, version)
+    except ValueError:
+        oldest = min((ln.since for ln in RELEASE_LINES if ln.package == package), key=parse_version)
+        newest = NEWEST_RELEASES.get(package, (oldest,))[0]
+        return (
+            f"vllm_version={version} is not a release of {package} the collection knows: it covers "
+            f"{package} from {oldest} on. Fix: set vllm_version: \"{newest}\" (or another release from "
+            f"{oldest} on), or vllm_package: vllm for older releases."
+        )
+    return None
+
+
 def python_problem(package: str, version: str, python_version: str) -> Optional[str]:
     """Why ``package==version`` cannot install on ``python_version``, or None when it can."""
     info = release_info(package, version)

