@@ -25,6 +25,10 @@ QUERY_FIELDS: tuple[str, ...] = (
     "mig.mode.current",
 )
 
+# Asked for separately: drivers before R510 reject the field, and one unknown
+# field fails the whole query.
+RESERVED_FIELDS: tuple[str, ...] = ("index", "memory.reserved")
+
 # Placeholders nvidia-smi prints where a field has no value for a GPU.
 _MISSING = {"", "n/a", "[n/a]", "[not supported]", "[unknown error]", "[insufficient permissions]",
             "[gpu is lost]", "[requested functionality has been deprecated]"}
@@ -90,6 +94,8 @@ def parse_query(text: str, fields: Sequence[str] = QUERY_FIELDS) -> list[dict[st
             gpu["memory_total_mib"] = _mib(values["memory.total"])
         if "memory.free" in values:
             gpu["memory_free_mib"] = _mib(values["memory.free"])
+        if "memory.reserved" in values:
+            gpu["memory_reserved_mib"] = _mib(values["memory.reserved"])
         if "compute_cap" in values:
             gpu["compute_capability"] = _value(values["compute_cap"]) or ""
         if "driver_version" in values:
@@ -98,6 +104,26 @@ def parse_query(text: str, fields: Sequence[str] = QUERY_FIELDS) -> list[dict[st
             gpu["mig_mode"] = _value(values["mig.mode.current"]) or "N/A"
         gpus.append(gpu)
     return gpus
+
+
+def add_usable_memory(gpus: list[dict[str, Any]], reserved_answer: Optional[str]) -> None:
+    """Set memory_reserved_mib and memory_usable_mib on each GPU, in place.
+
+    The driver keeps memory.reserved for itself; CUDA (and so vLLM, whose
+    --gpu-memory-utilization is a share of what CUDA reports) sees the rest.
+    An H100 80GB reports 81559 MiB total, 480 MiB reserved, and torch sees
+    81079 MiB. Without an answer (older drivers), usable equals total.
+    """
+    reserved: dict[int, int] = {}
+    if reserved_answer:
+        try:
+            reserved = {row["index"]: row.get("memory_reserved_mib", 0)
+                        for row in parse_query(reserved_answer, RESERVED_FIELDS)}
+        except ValueError:
+            reserved = {}
+    for gpu in gpus:
+        gpu["memory_reserved_mib"] = reserved.get(gpu.get("index", -1), 0)
+        gpu["memory_usable_mib"] = max(gpu.get("memory_total_mib", 0) - gpu["memory_reserved_mib"], 0)
 
 
 def parse_cuda_version(text: str) -> str:
@@ -230,6 +256,11 @@ def gather(nvidia_smi: Optional[str], run: Runner, pci: Optional[dict[str, Optio
             driver_version = driver_version or parse_driver_version(out)
         if cuda_version:
             break
+    try:
+        rc, out, _ = run(query_argv(nvidia_smi, RESERVED_FIELDS))
+    except FileNotFoundError:
+        rc, out = 1, ""
+    add_usable_memory(gpus, out if rc == 0 else None)
     for gpu in gpus:
         gpu.pop("driver_version", None)
     return {

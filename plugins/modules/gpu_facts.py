@@ -100,6 +100,14 @@ ansible_facts:
             name: {description: Product name., type: str, sample: NVIDIA H100 80GB HBM3}
             uuid: {description: GPU UUID., type: str}
             memory_total_mib: {description: Memory in MiB (0 when nvidia-smi reports none)., type: int, sample: 81559}
+            memory_reserved_mib:
+              description: Memory the driver keeps for itself (C(memory.reserved)); 0 when the driver cannot say.
+              type: int
+              sample: 480
+            memory_usable_mib:
+              description: What CUDA, and so vLLM's C(--gpu-memory-utilization), sees; total less reserved.
+              type: int
+              sample: 81079
             memory_free_mib: {description: Free memory in MiB (0 when nvidia-smi reports none)., type: int}
             compute_capability: {description: Compute capability; empty when not reported., type: str, sample: "9.0"}
             mig_mode: {description: Current MIG mode, C(Enabled), C(Disabled) or C(N/A)., type: str}

@@ -69,7 +69,7 @@ instances:
     served_model_name: {description: C(--served-model-name), type: str}
     host: {description: C(--host), type: str}
     port: {description: C(--port), type: int}
-    scheme: {description: C(https) when the unit serves TLS (C(--ssl-certfile)), else C(http), type: str}
+    scheme: {description: "C(https) when the unit serves TLS (C(--ssl-certfile)), else C(http).", type: str}
     unit: {description: "active, sub, enabled, restarts (systemd's NRestarts)", type: dict}
     plan: {description: The memory plan the role recorded, or null, type: dict}
     health:

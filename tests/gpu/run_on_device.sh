@@ -76,6 +76,23 @@ cat "$OUT/gpu_facts.json"
 "$PYTHON" -c 'import json,sys; f=json.load(open(sys.argv[1]))["ansible_facts"]["gpufleet_gpu"]; sys.exit(0 if f["available"] else 1)' \
   "$OUT/gpu_facts.json"; check "gpu_facts JSON says available" $?
 
+step "gpu_facts' usable memory is the total CUDA reports (what --gpu-memory-utilization is a share of)"
+if "$PYTHON" -c 'import torch' 2>/dev/null; then
+  "$PYTHON" - "$OUT/gpu_facts.json" <<'PY'; check "memory_usable_mib equals torch.cuda.mem_get_info()'s total" $?
+import json, sys, torch
+gpus = json.load(open(sys.argv[1]))["ansible_facts"]["gpufleet_gpu"]["gpus"]
+ok = True
+for gpu in gpus:
+    cuda_total_mib = torch.cuda.mem_get_info(gpu["index"])[1] // 2**20
+    print(f"GPU {gpu['index']}: nvidia-smi total {gpu['memory_total_mib']} MiB, reserved {gpu['memory_reserved_mib']} MiB,"
+          f" usable {gpu['memory_usable_mib']} MiB; CUDA total {cuda_total_mib} MiB")
+    ok &= gpu["memory_usable_mib"] == cuda_total_mib
+sys.exit(0 if ok else 1)
+PY
+else
+  echo "torch is not installed here: skipping the CUDA comparison"
+fi
+
 step "2. Tensor parallel 2 on this host must fail in the cuda role"
 play -e vllm_tensor_parallel_size=2 2>&1 | tee /tmp/gpufleet-play2.log
 rc=${PIPESTATUS[0]}

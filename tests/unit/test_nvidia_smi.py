@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.gpufleet.vllm.plugins.module_utils import nvidia_smi
 from ansible_collections.gpufleet.vllm.plugins.module_utils.nvidia_smi import (
     NO_GPU,
+    RESERVED_FIELDS,
     cuda_argv,
     failure_reason,
     gather,
@@ -47,8 +48,11 @@ class FakeSmi:
             return 2, "", f"unexpected call {argv}"
 
 
-def working(query: str, cuda_report: Optional[str] = None, table: Optional[str] = None) -> FakeSmi:
+def working(query: str, cuda_report: Optional[str] = None, table: Optional[str] = None,
+            reserved: Optional[str] = None) -> FakeSmi:
     answers = {tuple(query_argv(SMI)): (0, query, "")}
+    if reserved is not None:
+        answers[tuple(query_argv(SMI, RESERVED_FIELDS))] = (0, reserved, "")
     answers[tuple(cuda_argv(SMI))] = (0, cuda_report, "") if cuda_report is not None else (6, "", "Invalid combination")
     if table is not None:
         answers[(SMI,)] = (0, table, "")
@@ -142,6 +146,25 @@ def test_gather_one_h100():
     assert facts["nvswitch_count"] == 0
     # The cheap -q report answered, so the table was not needed.
     assert (SMI,) not in smi.calls
+
+
+def test_gather_h100_usable_memory_is_what_cuda_sees():
+    # Recorded on the lent H100: nvidia-smi total 81559 MiB, reserved 480 MiB;
+    # torch.cuda.mem_get_info() reported a total of 81079 MiB.
+    smi = working(data("h100-query.csv"), data("h100-q-compute.txt"), reserved=data("h100-reserved.csv"))
+    gpu = gather(SMI, smi, NO_PCI)["gpus"][0]
+    assert gpu["memory_total_mib"] == 81559
+    assert gpu["memory_reserved_mib"] == 480
+    assert gpu["memory_usable_mib"] == 81079
+
+
+def test_gather_without_memory_reserved_uses_the_total():
+    # Drivers before R510 reject the field; the main query must not depend on it.
+    smi = working(data("h100-query.csv"), data("h100-q-compute.txt"))
+    facts = gather(SMI, smi, NO_PCI)
+    assert facts["available"] is True
+    assert facts["gpus"][0]["memory_reserved_mib"] == 0
+    assert facts["gpus"][0]["memory_usable_mib"] == facts["gpus"][0]["memory_total_mib"]
 
 
 def test_gather_falls_back_to_the_table_header_for_cuda():
