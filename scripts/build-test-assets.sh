@@ -20,6 +20,14 @@ JSON
 ANSIBLE_COLLECTIONS_PATH="$REPO_ROOT/.collections" ansible-playbook "$REPO_ROOT/playbooks/wheelhouse.yml" \
   -e "@$vars_file" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 
+log "Building (or checking) the wheelhouse for $RAY_SPEC in $RAY_WHEELHOUSE"
+if [[ "$(cat "$RAY_WHEELHOUSE/.complete" 2>/dev/null)" != "$RAY_SPEC" ]]; then
+  "$VENV/bin/python" -m pip download --disable-pip-version-check --no-input -q --only-binary=:all: \
+    --implementation cp --python-version 3.11 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+    --dest "$RAY_WHEELHOUSE" "$RAY_SPEC" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+  printf '%s' "$RAY_SPEC" >"$RAY_WHEELHOUSE/.complete"
+fi
+
 if [[ ! -f $TINY_MODEL/.complete ]]; then
   log "Making the tiny chat model in $TINY_MODEL"
   gen="$CACHE/modelgen-venv"

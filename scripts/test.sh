@@ -5,10 +5,10 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 stages=("$@")
 ((${#stages[@]})) || stages=(lint unit integration molecule)
-passed=0 failed=0 failures=()
+passed=0 failed=0 failures=() timings=()
 
 run_stage() {
-  local name=$1
+  local name=$1 start=$SECONDS status=ok
   shift
   log "$name"
   if "$@"; then
@@ -16,7 +16,9 @@ run_stage() {
   else
     failed=$((failed + 1))
     failures+=("$name")
+    status=FAILED
   fi
+  timings+=("$(printf '%5ds  %-6s %s' $((SECONDS - start)) "$status" "$name")")
 }
 
 for stage in "${stages[@]}"; do
@@ -51,6 +53,7 @@ for stage in "${stages[@]}"; do
 done
 
 log "Summary"
+printf '%s\n' "${timings[@]}"
 ((failed == 0)) || printf 'failed stage: %s\n' "${failures[@]}"
 echo "stages: $passed passed, $failed failed"
 ((failed == 0))

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 from ansible.errors import AnsibleFilterError
 from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_releases import (
     python_problem,
+    ray_problem,
     release_info,
     release_problem,
 )
@@ -38,7 +39,7 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description: Requirements with keys package, version, since, python_min, device, torch, cuda_min,
-    extra_index_url, remove_after_install and newest_for_python.
+    extra_index_url, remove_after_install, ray_min, ray_package and newest_for_python.
   type: dict
 """
 
@@ -63,10 +64,19 @@ def vllm_python_problem(package: str, version: str, python_version: str) -> Opti
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def vllm_ray_problem(package: str, version: str, ray_version: str) -> str:
+    """Empty string when the Ray release can drive the vLLM build across hosts, else the message to fail with."""
+    try:
+        return ray_problem(str(package), str(version), str(ray_version)) or ""
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "vllm_release": vllm_release,
             "vllm_release_problem": vllm_release_problem,
             "vllm_python_problem": vllm_python_problem,
+            "vllm_ray_problem": vllm_ray_problem,
         }

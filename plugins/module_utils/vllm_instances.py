@@ -26,6 +26,7 @@ INHERITED_KEYS: tuple[str, ...] = (
     "tensor_parallel_size",
     "pipeline_parallel_size",
     "trust_remote_code",
+    "multi_node",
     "extra_args",
     "environment",
     "cpu_kvcache_space_gib",
@@ -54,8 +55,14 @@ INT_KEYS = ("port", "max_model_len", "max_num_seqs", "tensor_parallel_size", "pi
 FLOAT_KEYS = ("gpu_memory_utilization",)
 
 
+BOOL_KEYS = ("trust_remote_code", "multi_node")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0", "")
+
+
 def _coerce(key: str, value: Any) -> Any:
-    """Numbers given as strings (``-e vllm_port=8001``) become numbers; anything else is left for the checks."""
+    """Numbers and booleans given as strings (``-e vllm_port=8001``) become typed; anything else is left for the checks."""
+    if key in BOOL_KEYS and isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
     if not isinstance(value, str) or value.strip() == "":
         return value
     text = value.strip()
@@ -78,7 +85,7 @@ def resolve_instances(
         item = dict(item or {})
         inst: dict[str, Any] = {key: defaults.get(key) for key in INHERITED_KEYS}
         inst.update(item)
-        for key in INT_KEYS + FLOAT_KEYS:
+        for key in INT_KEYS + FLOAT_KEYS + BOOL_KEYS:
             inst[key] = _coerce(key, inst.get(key))
         inst["index"] = index
         inst["origins"] = {key: _origin(index, key, item) for key in INHERITED_KEYS}
@@ -179,6 +186,9 @@ def instance_problems(resolved: list[dict[str, Any]]) -> list[str]:
             value = inst.get(key)
             if not _is_int(value) or value < 1:
                 problems.append(f"{org[key]}={value!r} must be an integer >= 1. Fix: use 1 for a single GPU.")
+        for key in BOOL_KEYS:
+            if not isinstance(inst.get(key), bool) and inst.get(key) is not None:
+                problems.append(f"{org[key]}={inst.get(key)!r} must be true or false.")
         mml = inst.get("max_model_len")
         if mml is not None and (not _is_int(mml) or mml < 16):
             problems.append(
@@ -229,6 +239,9 @@ def server_args(inst: dict[str, Any], device: str) -> list[str]:
         args += ["--kv-cache-dtype", str(inst["kv_cache_dtype"])]
     if inst.get("trust_remote_code"):
         args.append("--trust-remote-code")
+    if inst.get("multi_node"):
+        # Tensor parallel inside each host, pipeline parallel across the Ray cluster's hosts.
+        args += ["--distributed-executor-backend", "ray"]
     return args + list(inst.get("extra_args") or [])
 
 

