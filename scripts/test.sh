@@ -37,7 +37,7 @@ for stage in "${stages[@]}"; do
       fi
       ;;
     molecule)
-      for scenario in default nvidia_driver fleet; do
+      for scenario in default nvidia_driver fleet ray; do
         [[ -f molecule/$scenario/molecule.yml ]] || continue
         run_stage "molecule test -s $scenario" molecule test -s "$scenario"
       done

