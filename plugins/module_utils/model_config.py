@@ -1,0 +1,239 @@
+"""The figures of a model's config.json that decide its weights and KV cache.
+
+Follows vLLM's reading of Hugging Face configs (``vllm/config/model.py``,
+``vllm/transformers_utils/config.py``): which keys name the layer count, the
+KV heads, the context length, and how multimodal configs nest the language model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+# vLLM's fallback when config.json names no length at all.
+DEFAULT_MODEL_LEN = 2048
+
+# Sub-configs that hold the language model of a multimodal config.
+TEXT_CONFIG_KEYS: Tuple[str, ...] = ("text_config", "llm_config", "language_config")
+# vLLM's ModelArchConfigConvertor.derive_max_model_len_and_key, in order.
+MAX_LEN_KEYS: Tuple[str, ...] = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
+# RoPE types whose max_position_embeddings already includes the scaling.
+ROPE_PRESCALED = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling")
+FALCON_TYPES = ("falcon", "RefinedWeb", "RefinedWebModel")
+KV_HEAD_KEYS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num",
+                "num_attention_groups")
+
+
+def _first(cfg: Dict[str, Any], keys: Tuple[str, ...], default: Any = None) -> Any:
+    for key in keys:
+        value = cfg.get(key)
+        if value is not None:
+            return value
+    return default
+
+
+def text_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The language-model part of a config, top-level keys as fallback.
+
+    Multimodal configs nest it (``text_config``); dtype and tying often stay
+    at the top level, hence the merge.
+    """
+    for key in TEXT_CONFIG_KEYS:
+        sub = config.get(key)
+        if isinstance(sub, dict) and sub:
+            merged = {k: v for k, v in config.items() if k not in TEXT_CONFIG_KEYS}
+            merged.update({k: v for k, v in sub.items() if v is not None})
+            return merged
+    return dict(config)
+
+
+def _rope_parameter_sets(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """RoPE settings as a list: transformers 5 nests them per layer type."""
+    rope = cfg.get("rope_parameters")
+    if not isinstance(rope, dict):
+        rope = cfg.get("rope_scaling")
+    if not isinstance(rope, dict) or not rope:
+        return []
+    if all(isinstance(v, dict) for v in rope.values()):
+        return [dict(v) for v in rope.values()]
+    return [dict(rope)]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The figures of a config that decide weights and KV cache size."""
+
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    intermediate_size: int
+    tie_word_embeddings: bool
+    config_dtype: Optional[str]
+    model_max_len: int
+    model_max_len_source: str
+    mla: bool
+    sliding_window: Optional[int]
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def attention(self) -> str:
+        if self.mla:
+            return "mla"
+        if self.num_kv_heads == 1 and self.num_heads > 1:
+            return "mqa"
+        if self.num_kv_heads < self.num_heads:
+            return "gqa"
+        return "mha"
+
+
+def _int(cfg: Dict[str, Any], keys: Tuple[str, ...], what: str, default: Optional[int] = None) -> int:
+    value = _first(cfg, keys, default)
+    if value is None:
+        raise ValueError(f"config.json names no {what} (looked for {', '.join(keys)})")
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config.json {what} is not a number: {value!r}") from exc
+    if number <= 0:
+        raise ValueError(f"config.json {what} must be positive, got {number}")
+    return number
+
+
+def is_mla(cfg: Dict[str, Any]) -> bool:
+    """DeepSeek-V2/V3-style latent attention (one compressed KV vector)."""
+    return cfg.get("kv_lora_rank") is not None and cfg.get("qk_rope_head_dim") is not None
+
+
+def _num_kv_heads(cfg: Dict[str, Any], num_heads: int) -> int:
+    """Follows vLLM's get_total_num_kv_heads (Falcon, GPTBigCode, DBRX, GQA)."""
+    model_type = str(cfg.get("model_type", ""))
+    new_falcon = model_type in FALCON_TYPES and cfg.get("new_decoder_architecture", False)
+    if not new_falcon and cfg.get("multi_query", False):
+        return 1
+    attn = cfg.get("attn_config")
+    if isinstance(attn, dict) and attn.get("kv_n_heads"):
+        return int(attn["kv_n_heads"])
+    value = _first(cfg, KV_HEAD_KEYS)
+    return int(value) if value else num_heads
+
+
+def _model_max_len(cfg: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any]],
+                   notes: List[str]) -> Tuple[int, str]:
+    """The longest context vLLM accepts without VLLM_ALLOW_LONG_MAX_MODEL_LEN."""
+    derived: Optional[float] = None
+    source = ""
+    for key in MAX_LEN_KEYS:
+        value = cfg.get(key)
+        if isinstance(value, (int, float)) and value > 0 and (derived is None or value < derived):
+            derived, source = float(value), key
+    # Command-R names its real limit model_max_length, above the others.
+    if isinstance(cfg.get("model_max_length"), (int, float)) and cfg["model_max_length"] > 0:
+        derived, source = float(cfg["model_max_length"]), "model_max_length"
+    if tokenizer_config:
+        tok_len = tokenizer_config.get("model_max_length")
+        if isinstance(tok_len, (int, float)) and tok_len > 0 and (derived is None or tok_len < derived):
+            derived, source = float(tok_len), "tokenizer_config.json model_max_length"
+    if derived is None:
+        notes.append(f"config.json names no context length; vLLM assumes {DEFAULT_MODEL_LEN}.")
+        derived, source = float(DEFAULT_MODEL_LEN), "vLLM default"
+    rope_sets = _rope_parameter_sets(cfg)
+    if rope_sets and "gemma3" not in str(cfg.get("model_type", "")):
+        factor = 1.0
+        for rope in rope_sets:
+            rope_type = rope.get("rope_type", rope.get("type", "default"))
+            if rope_type not in ROPE_PRESCALED and rope.get("factor") is not None:
+                factor = float(rope["factor"])
+        if factor != 1.0:
+            derived *= factor
+            source += f" x rope factor {factor:g}"
+    if any(r.get("rope_type", r.get("type")) == "longrope" for r in rope_sets):
+        original = cfg.get("original_max_position_embeddings")
+        if original:
+            notes.append("LongRoPE: vLLM defaults to original_max_position_embeddings.")
+            return int(original), "original_max_position_embeddings (longrope)"
+    return int(derived), source
+
+
+def _sliding_window(cfg: Dict[str, Any]) -> Optional[int]:
+    if cfg.get("use_sliding_window") is False:
+        return None
+    window = cfg.get("sliding_window")
+    if isinstance(window, int) and window > 0:
+        return window
+    return None
+
+
+def model_shape(config: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any]] = None) -> ModelShape:
+    """Read the figures the planner needs, raising ValueError naming what is missing."""
+    if not isinstance(config, dict):
+        raise ValueError("config.json must hold a JSON object")
+    cfg = text_config(config)
+    notes: List[str] = []
+    hidden = _int(cfg, ("hidden_size", "n_embd", "d_model", "model_dim", "dim"), "hidden size")
+    layers = _int(cfg, ("num_hidden_layers", "n_layer", "num_layers", "n_layers"), "layer count")
+    heads = _int(cfg, ("num_attention_heads", "n_head", "num_heads", "n_heads"), "attention head count")
+    mla = is_mla(cfg)
+    if mla:
+        kv_heads = 1
+        head_dim = int(cfg["kv_lora_rank"]) + int(cfg["qk_rope_head_dim"])
+    else:
+        kv_heads = _num_kv_heads(cfg, heads)
+        explicit = cfg.get("head_dim") or cfg.get("hidden_size_per_head")
+        head_dim = int(explicit) if explicit else hidden // heads
+    vocab = _int(cfg, ("vocab_size", "padded_vocab_size"), "vocabulary size")
+    inter = _first(cfg, ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim")) or 4 * hidden
+    dtype = _first(cfg, ("torch_dtype", "dtype"))
+    max_len, source = _model_max_len(cfg, tokenizer_config, notes)
+    window = _sliding_window(cfg)
+    layer_types = cfg.get("layer_types") or []
+    if window and any("sliding" in str(t) for t in layer_types):
+        notes.append(f"Some layers use a sliding window of {window} tokens.")
+    elif window:
+        notes.append(f"Sliding-window attention ({window} tokens).")
+    if window:
+        notes.append(
+            "KV per token counts every layer for the whole context (vLLM's block size in bytes is "
+            "the same for sliding-window layers); vLLM frees blocks that leave the window, so real "
+            "capacity per request is larger and this plan is on the safe side."
+        )
+    if any(str(t) in ("linear_attention", "mamba", "conv") for t in layer_types):
+        notes.append("Hybrid attention/state-space model: only approximated (all layers counted as attention).")
+    if any(k in config for k in TEXT_CONFIG_KEYS):
+        notes.append("Multimodal config: the language model's text_config is used.")
+    return ModelShape(
+        model_type=str(cfg.get("model_type", "")),
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab_size=vocab,
+        intermediate_size=int(inter),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", _default_tie(cfg))),
+        config_dtype=str(dtype) if dtype else None,
+        model_max_len=max_len,
+        model_max_len_source=source,
+        mla=mla,
+        sliding_window=window,
+        notes=tuple(notes),
+    )
+
+
+def _default_tie(cfg: Dict[str, Any]) -> bool:
+    """transformers' default for tie_word_embeddings when config.json omits it."""
+    return str(cfg.get("model_type", "")) not in ("llama", "mistral", "mixtral", "qwen2", "qwen3")
+
