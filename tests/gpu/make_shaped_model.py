@@ -1,0 +1,152 @@
+"""Write a random-weight model with a real model's shape, on the GPU host itself.
+
+    python3 make_shaped_model.py qwen2-1.5b /models/qwen2-1.5b
+    python3 make_shaped_model.py llama3.1-8b /models/llama3.1-8b
+
+config.json copies the public model's shape (DeepSeek-R1-Distill-Qwen-1.5B,
+Llama-3.1-8B-Instruct); the weights are bf16 noise written as sharded
+safetensors, so vLLM loads the same bytes a real checkpoint has and the memory
+planner reads the same headers. The tokenizer is a word-level one with one
+entry per vocabulary id (the model samples any id; each must decode) and a chat
+template, so the OpenAI chat API works end to end. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+SHAPES = {
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B config.json
+    "qwen2-1.5b": {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 1536,
+        "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+        "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 131072,
+        "max_window_layers": 21, "rms_norm_eps": 1e-06, "rope_theta": 10000, "sliding_window": 4096,
+        "use_sliding_window": False, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+        "hidden_act": "silu", "attention_dropout": 0.0, "initializer_range": 0.02, "use_cache": True,
+        "bos_token_id": 151646, "eos_token_id": 151643,
+    },
+    # meta-llama/Llama-3.1-8B-Instruct config.json
+    "llama3.1-8b": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+        "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+        "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "hidden_act": "silu",
+        "attention_bias": False, "mlp_bias": False, "head_dim": 128, "pretraining_tp": 1,
+        "attention_dropout": 0.0, "initializer_range": 0.02, "use_cache": True,
+        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009],
+    },
+}
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<|{{ message['role'] }}|> {{ message['content'] }} {{ eos_token }} "
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+SHARD_BYTES = 4 * 1024 ** 3
+
+
+def tensors(cfg: dict) -> dict[str, tuple[int, ...]]:
+    h, inter, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    d = cfg.get("head_dim") or h // heads
+    bias = cfg["model_type"] == "qwen2"
+    out: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, h)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        out[p + "self_attn.q_proj.weight"] = (heads * d, h)
+        out[p + "self_attn.k_proj.weight"] = (kv * d, h)
+        out[p + "self_attn.v_proj.weight"] = (kv * d, h)
+        if bias:
+            out[p + "self_attn.q_proj.bias"] = (heads * d,)
+            out[p + "self_attn.k_proj.bias"] = (kv * d,)
+            out[p + "self_attn.v_proj.bias"] = (kv * d,)
+        out[p + "self_attn.o_proj.weight"] = (h, heads * d)
+        out[p + "mlp.gate_proj.weight"] = (inter, h)
+        out[p + "mlp.up_proj.weight"] = (inter, h)
+        out[p + "mlp.down_proj.weight"] = (h, inter)
+        out[p + "input_layernorm.weight"] = (h,)
+        out[p + "post_attention_layernorm.weight"] = (h,)
+    out["model.norm.weight"] = (h,)
+    if not cfg["tie_word_embeddings"]:
+        out["lm_head.weight"] = (vocab, h)
+    return out
+
+
+def tokenizer(cfg: dict) -> PreTrainedTokenizerFast:
+    vocab_size = cfg["vocab_size"]
+    bos, eos = cfg["bos_token_id"], cfg["eos_token_id"]
+    eos = eos[0] if isinstance(eos, list) else eos
+    special = {0: "<unk>", bos: "<s>", eos: "</s>", 3: "<|system|>", 4: "<|user|>", 5: "<|assistant|>"}
+    words = "the fleet serves models hello say to a of and GPU host token cache fits".split()
+    vocab, w = {}, iter(words)
+    for i in range(vocab_size):
+        vocab[special.get(i) or next(w, f"w{i}")] = i
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>", model_max_length=cfg["max_position_embeddings"])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def main(kind: str, out: Path) -> None:
+    cfg = SHAPES[kind]
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / ".complete").exists():
+        print(f"{out} already holds {kind}")
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = torch.Generator(device=device).manual_seed(0)
+    shard: dict[str, torch.Tensor] = {}
+    shard_bytes, shards, weight_map, total = 0, [], {}, 0
+
+    def flush() -> None:
+        nonlocal shard, shard_bytes
+        if shard:
+            name = f"model-{len(shards) + 1:05d}.safetensors"
+            save_file(shard, str(out / name), metadata={"format": "pt"})
+            shards.append(name)
+            weight_map.update({k: name for k in shard})
+            shard, shard_bytes = {}, 0
+
+    for name, shape in tensors(cfg).items():
+        if name.endswith("norm.weight"):
+            t = torch.ones(shape, dtype=torch.bfloat16)
+        else:
+            t = (torch.randn(shape, generator=gen, device=device, dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
+        shard[name] = t
+        shard_bytes += t.numel() * 2
+        total += t.numel() * 2
+        if shard_bytes >= SHARD_BYTES:
+            flush()
+    flush()
+    count = len(shards)
+    renamed = {}
+    for i, old in enumerate(shards):
+        new = f"model-{i + 1:05d}-of-{count:05d}.safetensors"
+        (out / old).rename(out / new)
+        renamed[old] = new
+    index = {"metadata": {"total_size": total}, "weight_map": {k: renamed[v] for k, v in weight_map.items()}}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    (out / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": cfg["bos_token_id"], "eos_token_id": cfg["eos_token_id"], "do_sample": True}))
+    tokenizer(cfg).save_pretrained(str(out))
+    for path in out.iterdir():  # safetensors writes 0600; the service user must read them
+        path.chmod(0o644)
+    (out / ".complete").write_text(kind)
+    print(f"{kind}: {total / 2**30:.2f} GiB of bf16 weights in {count} shard(s) at {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
