@@ -16,6 +16,8 @@ export PYTHONPATH=$SITE PATH=$SITE/bin:$PATH
 python3 -c 'import vllm, vllm.entrypoints.openai.api_server; print("vllm", vllm.__version__)' 2>&1 | tail -1
 mkdir -p .collections/ansible_collections/gpufleet
 ln -sfn ../../.. .collections/ansible_collections/gpufleet/vllm
+# community.general (the firewall tasks name community.general.ufw), carried as .gpu/cg.
+[[ -f .gpu/cg/community-general.tgz ]] && tar -xzf .gpu/cg/community-general.tgz -C .collections
 for shape in qwen2-1.5b llama3.1-8b; do
   python3 tests/gpu/make_shaped_model.py "$shape" "/models/$shape"
 done

@@ -48,5 +48,9 @@ for part in "$WORK"/tar/part-*; do
   i=$((i + 1))
 done
 (cd "$WORK/tar" && sha256sum stash.tar > "$OUTDIR/stash.sha256")
+# The roles also name community.general.ufw; the tool venv's copy travels as .gpu/cg.
+mkdir -p "$OUTDIR/cg"
+tar -czf "$OUTDIR/cg/community-general.tgz" -C "$(ls -d "$REPO"/.venv/lib/python3*/site-packages | head -1)" \
+  ansible_collections/community/general
 ls -la "$OUTDIR"/c*/ "$OUTDIR/stash.sha256"
 echo "chunks: $i (carry .gpu/cK in call K; tests/gpu/README.md)"
