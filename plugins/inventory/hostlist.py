@@ -11,6 +11,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible_collections.gpufleet.vllm.plugins.module_utils.hostlist import (
     HostlistError,
     check_group_name,
+    decode_hostlist,
     parse_hostlist,
 )
 
@@ -22,9 +23,14 @@ description:
   - "Reads the host list ops hand over, named by a small YAML config file whose name ends in
     C(hostlist.yml) or C(hostlist.yaml) (for example C(gpufleet.hostlist.yml)) and that says
     C(plugin: gpufleet.vllm.hostlist)."
-  - "The list is either one host per line or CSV whose first line is a header starting with C(host).
-    Blank lines and C(#) comments are ignored. A host is a name, an IPv4 address or an IPv6 address,
+  - "The list is either one host per line or CSV whose first line is a header whose first field is
+    C(host) (in any case; the header must then use lower case). A lone C(host) first line is a header,
+    so a host named C(host) goes below a header or is written in full (C(host.example.internal)).
+    Blank lines and C(#) comments (at the start of a line or after whitespace, outside quotes) are ignored.
+    A host is a name, an IPv4 address or an IPv6 address,
     with an optional SSH port: C(name:2222), C(10.0.0.5:2222), C([2001:db8::5]:2222)."
+  - "The file must be UTF-8; a byte order mark (Excel's C(CSV UTF-8)) and CRLF line ends are fine.
+    A list without any host is an error, so a play cannot succeed on no hosts."
   - "CSV columns: C(host) (first, required), C(group) (an extra group, made a child of O(default_group)),
     C(gpu_type) (sets C(gpufleet_gpu_type)), C(model) (sets C(vllm_model)), C(port) (sets C(vllm_port)),
     and any lower-case variable name starting with C(ansible_), C(gpufleet_), C(vllm_), C(conda_),
@@ -33,7 +39,7 @@ description:
     and whole numbers integers; everything else, decimals included, stays text (C(3.10) is not C(3.1))."
   - Every host is put in O(default_group).
   - Bad lines (duplicate host, malformed name or address, unknown column, bad port, wrong number of
-    columns) fail the source with one error that lists each problem with its line number. Ansible
+    columns, unterminated quote) fail the source with one error that lists each problem with its line number. Ansible
     only warns about a source that fails to parse and goes on without its hosts unless
     C(unparsed_is_failed) is set in C([inventory]) of ansible.cfg (or C(ANSIBLE_INVENTORY_UNPARSED_FAILED=true)).
 extends_documentation_fragment:
@@ -100,11 +106,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         except ValueError as exc:
             raise AnsibleParserError(f"{path}: default_group: {exc}") from exc
         try:
-            with open(list_path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AnsibleParserError(f"{path}: cannot read the host list {list_path}: {to_native(exc)}") from exc
+            with open(list_path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise AnsibleParserError(
+                f"{path}: cannot read the host list {list_path}: {to_native(exc)}. "
+                f"Fix: set path: in {path} to the host list (relative to that file's directory)"
+            ) from exc
         try:
+            text = decode_hostlist(data, source=list_path)
             entries = parse_hostlist(text, source=list_path, require_header=list_path.endswith(".csv"))
         except HostlistError as exc:
             raise AnsibleParserError(str(exc)) from exc

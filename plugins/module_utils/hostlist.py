@@ -13,10 +13,14 @@ Plain list::
     2001:db8::15
     [2001:db8::16]:2222
 
-CSV (the first non-comment line is a header that starts with ``host``)::
+CSV (the first non-comment line is a header whose first field is ``host``)::
 
     host,group,gpu_type,model,port,vllm_max_model_len
     gpu-node-01,h100,H100-80GB,Qwen/Qwen2.5-7B-Instruct,8000,8192
+
+Files as ops hand them over: a UTF-8 byte order mark (Excel's "CSV UTF-8")
+and CRLF line ends are accepted, ``#`` inside a quoted field is a value, and
+an unterminated quote or a list without hosts is an error.
 
 Every problem in a file is reported at once, each with its line number.
 """
@@ -27,7 +31,7 @@ import csv
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Collection, Optional, Union
 
 # Columns with a meaning of their own, and the host variable each one sets.
 KNOWN_COLUMNS: dict[str, Optional[str]] = {
@@ -56,9 +60,14 @@ _HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _INTEGER = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
-# A comment runs from "#" to the end of the line when it starts the line or
-# follows whitespace, so "#" inside a value is kept.
-_TRAILING_COMMENT = re.compile(r"(?:^|\s)#.*$")
+_BOM = "\ufeff"
+# How the CSV module reads a row; _scan_line follows the same quoting rules.
+# skipinitialspace lets 'gpu-01, "a,b"' quote its second field as meant.
+_CSV_FORMAT = {"skipinitialspace": True}
+_FIX_NO_HOSTS = (
+    "Fix: add the hosts, one per line (or CSV rows under a 'host,...' header line), "
+    "or point path: in the inventory config at the list that has them"
+)
 
 Scalar = Union[str, int, bool]
 
@@ -181,21 +190,75 @@ def scalar(text: str) -> Scalar:
     return text
 
 
+def decode_hostlist(data: bytes, source: str = "<hostlist>") -> str:
+    """Decode a host list file's bytes as UTF-8, with or without a byte order mark.
+
+    Raises HostlistError naming the line of the first byte that is not UTF-8.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise HostlistError(
+            source,
+            [
+                Problem(
+                    1,
+                    "the file is UTF-16 (Excel's 'Unicode Text'), not UTF-8. "
+                    "Fix: save it as 'CSV UTF-8 (comma delimited)' or plain UTF-8 text",
+                )
+            ],
+        )
+    data = data.removeprefix(_BOM.encode())
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise HostlistError(
+            source,
+            [
+                Problem(
+                    line,
+                    f"byte {data[exc.start:exc.start + 1]!r} is not UTF-8 (the file is probably in a legacy "
+                    "encoding such as Windows-1252). Fix: save it as 'CSV UTF-8 (comma delimited)' or UTF-8 text",
+                )
+            ],
+        ) from None
+
+
 def parse_hostlist(text: str, source: str = "<hostlist>", require_header: bool = False) -> list[HostEntry]:
     """Parse a host list. Raises HostlistError listing every bad line.
 
     ``require_header`` makes a file without a CSV header an error (for .csv files).
+    A list without any host is an error too: a play on it would match nothing and
+    still succeed.
     """
-    lines = [(number, _strip_comment(raw)) for number, raw in enumerate(text.splitlines(), start=1)]
-    lines = [(number, line) for number, line in lines if line]
+    # Excel's "CSV UTF-8" starts the file with a byte order mark; it is not part of the header.
+    raw_lines = text.removeprefix(_BOM).splitlines()
     problems: list[Problem] = []
+    lines: list[tuple[int, str]] = []
+    commented: set[int] = set()
+    for number, raw in enumerate(raw_lines, start=1):
+        line, open_quote = _scan_line(raw)
+        if len(line) < len(raw.strip()):
+            commented.add(number)
+        if open_quote is not None:
+            problems.append(Problem(number, _unterminated_quote(raw, open_quote)))
+        elif line:
+            lines.append((number, line))
+    if problems and (not lines or problems[0].line < lines[0][0]):
+        # Without the first line there is no telling header from host; report the quotes only.
+        raise HostlistError(source, problems)
     if not lines:
-        return []
+        if not raw_lines:
+            what = "the file is empty"
+        elif len(raw_lines) == 1:
+            what = "its only line is a comment or blank"
+        else:
+            what = f"lines 1-{len(raw_lines)} hold only comments and blank lines"
+        raise HostlistError(source, [Problem(1, f"no hosts: {what}. {_FIX_NO_HOSTS}")])
 
     first_number, first_line = lines[0]
-    header_cells = [cell.strip() for cell in next(csv.reader([first_line]))]
-    if header_cells[0].lower() == "host":
-        entries = _parse_csv(first_number, header_cells, lines[1:], problems)
+    header_cells = _cells(first_line)
+    if is_header(header_cells):
+        entries = _parse_csv(first_number, header_cells, lines[1:], problems, commented)
     elif require_header:
         problems.append(
             Problem(first_number, f"a CSV host list needs a header line starting with 'host', found {first_line!r}")
@@ -205,13 +268,82 @@ def parse_hostlist(text: str, source: str = "<hostlist>", require_header: bool =
         entries = _parse_plain(lines, problems)
 
     _check_duplicates(entries, problems)
+    if not entries and not problems:
+        problems.append(Problem(first_number, _header_without_hosts(header_cells)))
     if problems:
         raise HostlistError(source, problems)
     return entries
 
 
-def _strip_comment(raw: str) -> str:
-    return _TRAILING_COMMENT.sub("", raw).strip()
+def is_header(cells: list[str]) -> bool:
+    """Whether a list's first line is a CSV header: its first field is ``host``, in any case.
+
+    Only that exact field counts, so hosts such as ``host.example.internal``,
+    ``host:2222``, ``hosts`` or ``port`` are hosts. A line with more fields
+    cannot be a host (hosts have no commas), so it is read as a header and
+    each unknown column reported. The one line both readings fit, a lone
+    ``host``, is a header; a host of that name goes below a header or is
+    written as ``host.<domain>``.
+    """
+    return cells[0].lower() == "host"
+
+
+def _header_without_hosts(header: list[str]) -> str:
+    hint = ""
+    if len(header) == 1:
+        hint = (
+            " (a lone 'host' first line is the CSV header; to list a host named host, put it below "
+            "that header or write its full name, e.g. host.example.internal)"
+        )
+    return f"no hosts: the CSV header is the only line{hint}. {_FIX_NO_HOSTS}"
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in next(csv.reader([line], **_CSV_FORMAT))]
+
+
+def _scan_line(raw: str) -> tuple[str, Optional[int]]:
+    """Strip a line's comment; return the rest and where an unterminated quote opens, if one does.
+
+    A comment runs from "#" to the end of the line when the "#" starts the line
+    or follows whitespace and is outside quotes, so "#" inside a value, quoted
+    or not, is kept. Quotes follow the csv module: a '"' opens a quoted field
+    only at the start of a field (after spaces), and '""' inside one is a '"'.
+    """
+    field_start = True
+    quote_at: Optional[int] = None
+    index = 0
+    while index < len(raw):
+        char = raw[index]
+        if quote_at is not None:
+            if char == '"':
+                if raw.startswith('""', index):
+                    index += 1
+                else:
+                    quote_at = None
+        elif char == "#" and (index == 0 or raw[index - 1].isspace()):
+            return raw[:index].strip(), None
+        elif char == ",":
+            field_start = True
+        elif char == " " and field_start:
+            pass
+        elif char == '"' and field_start:
+            quote_at = index
+            field_start = False
+        else:
+            field_start = False
+        index += 1
+    return raw.strip(), quote_at
+
+
+def _unterminated_quote(raw: str, quote_at: int) -> str:
+    opened = raw[quote_at : quote_at + 30]
+    more = "..." if len(raw) > quote_at + 30 else ""
+    return (
+        f"unterminated quote: the field starting {opened + more!r} opens with '\"' but the line ends "
+        "before a closing '\"'. Fix: close the quote on the same line (a value cannot span lines; "
+        "a '\"' inside a quoted value is written '\"\"')"
+    )
 
 
 def _is_ipv6(text: str) -> bool:
@@ -248,7 +380,11 @@ def _parse_plain(lines: list[tuple[int, str]], problems: list[Problem]) -> list[
 
 
 def _parse_csv(
-    header_line: int, header: list[str], rows: list[tuple[int, str]], problems: list[Problem]
+    header_line: int,
+    header: list[str],
+    rows: list[tuple[int, str]],
+    problems: list[Problem],
+    commented: Collection[int] = (),
 ) -> list[HostEntry]:
     header_ok = True
     seen: dict[str, str] = {}
@@ -275,11 +411,16 @@ def _parse_csv(
 
     entries: list[HostEntry] = []
     for number, line in rows:
-        cells = [cell.strip() for cell in next(csv.reader([line]))]
+        cells = _cells(line)
         if len(cells) != len(header):
+            hint = ""
+            if number in commented and len(cells) < len(header):
+                # Excel leaves "H100 #2" unquoted, and " #" starts a comment.
+                hint = "; a '#' after a space starts a comment. Fix: quote a value that holds ' #' (\"H100 #2\")"
             problems.append(
                 Problem(
-                    number, f"expected {len(header)} columns as in the header (line {header_line}), found {len(cells)}"
+                    number,
+                    f"expected {len(header)} columns as in the header (line {header_line}), found {len(cells)}{hint}",
                 )
             )
             continue

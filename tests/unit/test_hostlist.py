@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from ansible_collections.gpufleet.vllm.plugins.module_utils.hostlist import (
+    HostEntry,
     HostlistError,
+    decode_hostlist,
     parse_address,
     parse_hostlist,
     scalar,
@@ -98,9 +100,19 @@ def test_csv_maps_columns_to_variables_with_types() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", ["header-only.csv", "comments-only.hosts"])
-def test_files_without_hosts_are_empty(name: str) -> None:
-    assert parse_file(name) == []
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("header-only.csv", "line 1: no hosts: the CSV header is the only line. Fix: add the hosts"),
+        ("comments-only.hosts", "line 1: no hosts: lines 1-3 hold only comments and blank lines. Fix: add the hosts"),
+    ],
+)
+def test_files_without_hosts_are_refused(name: str, expected: str) -> None:
+    # A play on an empty inventory matches nothing and "succeeds"; an empty list must fail instead.
+    path = DATA / name
+    with pytest.raises(HostlistError) as caught:
+        parse_file(name)
+    assert str(caught.value).startswith(f"{path}: 1 problem in the host list:\n  {expected}")
 
 
 def test_single_column_csv_header() -> None:
@@ -355,3 +367,284 @@ def test_configs_with_other_names_are_left_to_other_plugins(tmp_path: Path) -> N
         path = tmp_path / name
         path.write_text("plugin: gpufleet.vllm.hostlist\npath: x\n")
         assert InventoryModule().verify_file(str(path)) is claimed, name
+
+
+# --- Host lists as ops hand them over (issue #12, item 4) ----------------------
+
+
+def read_list(path: Path) -> list[HostEntry]:
+    """Read a file from disk the way the inventory plugin does: bytes, decoded, parsed."""
+    text = decode_hostlist(path.read_bytes(), source=str(path))
+    return parse_hostlist(text, source=str(path), require_header=path.name.endswith(".csv"))
+
+
+def list_error(path: Path) -> str:
+    with pytest.raises(HostlistError) as caught:
+        read_list(path)
+    return str(caught.value)
+
+
+# What Excel writes for "Save As > CSV UTF-8 (Comma delimited)": a byte order mark,
+# CRLF line ends, and quotes only around cells holding a comma or a quote.
+EXCEL_CSV_UTF8 = (
+    b"\xef\xbb\xbfhost,group,gpu_type,model,port,vllm_served_model_name\r\n"
+    b"gpu-node-01.example.internal,h100,H100-80GB,Qwen/Qwen2.5-7B-Instruct,8000,qwen-7b\r\n"
+    b'gpu-node-02.example.internal:2222,h100,H100-80GB,"org/model,v2",8001,"team ""a"" #1"\r\n'
+    b"10.20.0.15,l40s,L40S,,,\r\n"
+)
+
+
+def test_excel_csv_utf8_with_bom_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.csv"
+    path.write_bytes(EXCEL_CSV_UTF8)
+    assert [asdict(entry) for entry in read_list(path)] == [
+        {
+            "name": "gpu-node-01.example.internal",
+            "line": 2,
+            "group": "h100",
+            "variables": {
+                "gpufleet_gpu_type": "H100-80GB",
+                "vllm_model": "Qwen/Qwen2.5-7B-Instruct",
+                "vllm_port": 8000,
+                "vllm_served_model_name": "qwen-7b",
+            },
+        },
+        {
+            "name": "gpu-node-02.example.internal",
+            "line": 3,
+            "group": "h100",
+            "variables": {
+                "gpufleet_gpu_type": "H100-80GB",
+                "vllm_model": "org/model,v2",
+                "vllm_port": 8001,
+                "vllm_served_model_name": 'team "a" #1',
+                "ansible_port": 2222,
+            },
+        },
+        {"name": "10.20.0.15", "line": 4, "group": "l40s", "variables": {"gpufleet_gpu_type": "L40S"}},
+    ]
+
+
+def test_bom_is_stripped_from_text_and_from_a_plain_list(tmp_path: Path) -> None:
+    # The header is still recognised when the BOM comes with already-decoded text.
+    entries = parse_hostlist("\ufeffhost,group\r\ngpu-01,h100\r\n", require_header=True)
+    assert [(entry.name, entry.group) for entry in entries] == [("gpu-01", "h100")]
+    path = tmp_path / "hosts.txt"
+    path.write_bytes(b"\xef\xbb\xbfgpu-01\r\n# spare\r\ngpu-02:2222\r\n")
+    assert [(entry.name, entry.line, entry.variables) for entry in read_list(path)] == [
+        ("gpu-01", 1, {}),
+        ("gpu-02", 3, {"ansible_port": 2222}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "model"),
+    [
+        ('gpu-01,"Qwen/Qwen2.5-7B #exp"', "Qwen/Qwen2.5-7B #exp"),
+        ('gpu-01, "a,b # c"   # a real comment', "a,b # c"),  # space before the quote, as people type it
+        ('gpu-01,"# all of it"', "# all of it"),
+        ('gpu-01,"say ""#1"""', 'say "#1"'),
+        ("gpu-01,ops#2", "ops#2"),  # no space before '#': a value, as before
+        ("gpu-01,plain  # trailing comment", "plain"),
+    ],
+)
+def test_hash_inside_a_quoted_field_is_a_value(row: str, model: str) -> None:
+    entries = parse_hostlist(f"host,model\n{row}\n")
+    assert entries[0].variables == {"vllm_model": model}
+
+
+def test_unquoted_space_hash_in_a_cell_explains_the_comment_rule() -> None:
+    # Excel writes 'H100 #2' without quotes; the comment rule then cuts the row short.
+    found = problems("host,gpu_type,port\ngpu-01,H100 #2,8000\n")
+    assert found == [
+        (
+            2,
+            "expected 3 columns as in the header (line 1), found 2; a '#' after a space starts a comment. "
+            "Fix: quote a value that holds ' #' (\"H100 #2\")",
+        )
+    ]
+
+
+def test_unterminated_quote_names_file_line_and_fix(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.csv"
+    path.write_text(
+        "host,model,port\n"
+        "gpu-01,Qwen/Qwen2.5-7B-Instruct,8000\n"
+        'gpu-02,"Qwen/Qwen2.5-7B-Instruct,8000   # forgot the closing quote\n'
+        "gpu-03,Qwen/Qwen2.5-7B-Instruct,8000\n"
+    )
+    message = list_error(path)
+    assert message == (
+        f"{path}: 1 problem in the host list:\n"
+        "  line 3: unterminated quote: the field starting '\"Qwen/Qwen2.5-7B-Instruct,8000...' opens with '\"' "
+        "but the line ends before a closing '\"'. Fix: close the quote on the same line (a value cannot span "
+        "lines; a '\"' inside a quoted value is written '\"\"')"
+    )
+
+
+def test_unterminated_quote_is_reported_with_the_other_problems() -> None:
+    found = problems('host,model\ngpu_01,m\ngpu-02,"m\ngpu-03,m\n')
+    assert [line for line, _ in found] == [2, 3]
+    assert found[1][1].startswith("unterminated quote: the field starting '\"m'")
+
+
+def test_unterminated_quote_on_the_first_line_stops_there() -> None:
+    # Without the first line there is no telling header from host, so the rows are not guessed at.
+    found = problems('host,"model\ngpu-01,m\ngpu-02,"x\n')
+    assert [line for line, _ in found] == [1, 3]
+    assert all(message.startswith("unterminated quote") for _, message in found)
+
+
+def test_a_cell_spanning_lines_is_an_unterminated_quote() -> None:
+    # Excel quotes a cell with a line break (Alt+Enter) and writes the break as is.
+    found = problems('host,model\ngpu-01,"first\nsecond",8000\n')
+    assert found[0][0] == 2 and found[0][1].startswith("unterminated quote")
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # A lone "host" first line is the header; a host of that name goes below it ...
+        ("host\nhost\ngpu-01\n", ["host", "gpu-01"]),
+        ("host,group\nhost,h100\n", ["host"]),
+        # ... or is written so it cannot be the header.
+        ("host.example.internal\ngpu-01\n", ["host.example.internal", "gpu-01"]),
+        ("host:22\ngpu-01\n", ["host", "gpu-01"]),
+        ("hosts\nhost-01\n", ["hosts", "host-01"]),
+        ("localhost\n", ["localhost"]),
+        # Hosts named like the other columns are hosts: only "host" can open a header.
+        ("port\nmodel\ngroup\n", ["port", "model", "group"]),
+        # Comments, a BOM, CRLF and quotes around the header do not hide it.
+        ("\ufeff# fleet\r\nhost # header\r\ngpu-01\r\n", ["gpu-01"]),
+        ('"host","group"\ngpu-01,h100\n', ["gpu-01"]),
+    ],
+)
+def test_first_line_header_or_host(text: str, names: list[str]) -> None:
+    assert [entry.name for entry in parse_hostlist(text)] == names
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        # A capitalised header is still read as one, so the error says what is wrong with it.
+        ("HOST\ngpu-01\n", "line 1: the first column must be 'host' in lower case, found 'HOST'"),
+        ("Host,Group\ngpu-01,h100\n", "line 1: the first column must be 'host' in lower case, found 'Host'"),
+        # A first line with commas cannot be a host, so it is a header and each unknown column is named.
+        ("host,gpu-02\n", "line 1: unknown column 'gpu-02'"),
+    ],
+)
+def test_first_line_that_is_a_broken_header(text: str, fragment: str) -> None:
+    with pytest.raises(HostlistError) as caught:
+        parse_hostlist(text)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "line 1: no hosts: the file is empty. Fix: add the hosts"),
+        (b"\xef\xbb\xbf", "line 1: no hosts: the file is empty. Fix: add the hosts"),
+        (b"\r\n  \r\n", "line 1: no hosts: lines 1-2 hold only comments and blank lines. Fix: add the hosts"),
+        (b"# TODO hand-over\n", "line 1: no hosts: its only line is a comment or blank. Fix:"),
+        (b"\xef\xbb\xbfhost,group,gpu_type\r\n", "line 1: no hosts: the CSV header is the only line. Fix:"),
+        (b"host\n", "line 1: no hosts: the CSV header is the only line (a lone 'host' first line is the CSV header;"),
+    ],
+)
+def test_lists_without_hosts_are_an_error(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "hosts.txt"
+    path.write_bytes(content)
+    message = list_error(path)
+    assert message.startswith(f"{path}: 1 problem in the host list:\n  {expected}"), message
+    assert "or point path: in the inventory config at the list that has them" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            "host,gpu_type\r\ngpu-01,H100\r\ngpu-02,Café\r\n".encode("cp1252"),
+            "line 3: byte b'\\xe9' is not UTF-8 (the file is probably in a legacy encoding such as Windows-1252). "
+            "Fix: save it as 'CSV UTF-8 (comma delimited)' or UTF-8 text",
+        ),
+        (
+            "host\r\ngpu-01\r\n".encode("utf-16"),
+            "line 1: the file is UTF-16 (Excel's 'Unicode Text'), not UTF-8. Fix: save it as",
+        ),
+    ],
+)
+def test_files_that_are_not_utf8(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "hosts.csv"
+    path.write_bytes(content)
+    assert list_error(path).startswith(f"{path}: 1 problem in the host list:\n  {expected}")
+
+
+def write_config(tmp_path: Path, list_name: str) -> Path:
+    config = tmp_path / "gpufleet.hostlist.yml"
+    config.write_text(f"plugin: gpufleet.vllm.hostlist\npath: {list_name}\n")
+    return config
+
+
+def test_ansible_inventory_reads_an_excel_csv(tmp_path: Path) -> None:
+    (tmp_path / "hosts.csv").write_bytes(EXCEL_CSV_UTF8)
+    result = ansible_inventory(write_config(tmp_path, "hosts.csv"))
+    assert result.returncode == 0, result.stderr
+    inventory = plain(json.loads(result.stdout))
+    assert inventory["gpu_hosts"]["children"] == ["h100", "l40s"]
+    assert inventory["h100"]["hosts"] == ["gpu-node-01.example.internal", "gpu-node-02.example.internal"]
+    assert inventory["_meta"]["hostvars"]["gpu-node-02.example.internal"]["vllm_served_model_name"] == 'team "a" #1'
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("hosts.txt", b"# hosts follow next week\n\n", "line 1: no hosts: lines 1-2 hold only comments"),
+        ("hosts.csv", b"\xef\xbb\xbfhost,group\r\n", "line 1: no hosts: the CSV header is the only line"),
+        ("hosts.csv", b'host,model\ngpu-01,"Qwen\n', "line 2: unterminated quote"),
+    ],
+)
+def test_ansible_inventory_fails_on_a_list_without_hosts(
+    tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    # With the collection's ansible.cfg (any_unparsed_is_failed) and nothing added.
+    (tmp_path / name).write_bytes(content)
+    result = ansible_inventory(write_config(tmp_path, name))
+    assert result.returncode != 0, result.stdout
+    output = " ".join(result.stderr.split())
+    assert str(tmp_path / name) in output, result.stderr
+    assert expected in output, result.stderr
+    assert "Fix:" in output, result.stderr
+
+
+def test_playbook_on_an_empty_list_fails_before_any_task(tmp_path: Path) -> None:
+    (tmp_path / "hosts.txt").write_text("# nothing yet\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- name: Touch a marker on every GPU host\n"
+        "  hosts: gpu_hosts\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Write the marker\n"
+        f"      ansible.builtin.file: {{path: '{tmp_path}/ran', state: touch}}\n"
+        "      delegate_to: localhost\n"
+    )
+    command = Path(sys.executable).with_name("ansible-playbook")
+    env = dict(
+        os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")
+    )
+    result = subprocess.run(
+        [
+            str(command) if command.exists() else "ansible-playbook",
+            "-i",
+            str(write_config(tmp_path, "hosts.txt")),
+            str(playbook),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert "no hosts: its only line is a comment or blank. Fix:" in " ".join((result.stdout + result.stderr).split())
+    assert not (tmp_path / "ran").exists()
