@@ -24,6 +24,11 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.model_weights import
     read_weight_files,
     weight_bytes_from_dir,
 )
+from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_overhead import (
+    CUDA_CONTEXT_MIB,
+    StartupOverhead,
+    startup_overhead,
+)
 from ansible_collections.gpufleet.vllm.plugins.module_utils.param_estimate import (
     _linear_bytes,
     _stage_params,
@@ -40,11 +45,9 @@ GiB = 1024 ** 3
 # tensor_parallel_size values the planner suggests, smallest first.
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
-# Activations of the profiling pass, CUDA graphs (vLLM 0.32 subtracts their
-# estimate from the KV budget by default) and non-torch allocations (cuBLAS
-# workspaces, attention buffers). 1 GiB covers a 1.5B-8B model at the default
-# max_num_batched_tokens; docs/memory-planner.md explains when to raise it.
-DEFAULT_RESERVE_MIB = 1024
+# Memory kept back beyond what vLLM itself measures at start (vllm_overhead.py
+# models that): other processes on the GPU, or a safety margin of your own.
+DEFAULT_RESERVE_MIB = 0
 # Above this vLLM leaves too little for the CUDA context and other processes.
 DEFAULT_MAX_GPU_MEMORY_UTILIZATION = 0.95
 # Auto mode refuses to pick a context shorter than this (or the model's own).
@@ -67,7 +70,19 @@ KV_CACHE_DTYPE_BYTES: Dict[str, int] = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 KV_CACHE_DTYPES: Tuple[str, ...] = ("auto",) + tuple(KV_CACHE_DTYPE_BYTES)
 DEVICES: Tuple[str, ...] = ("cuda", "cpu")
 MODES: Tuple[str, ...] = ("check", "auto", "report")
-VERDICTS: Tuple[str, ...] = ("ok", "does_not_fit", "weights_do_not_fit", "exceeds_model_limit")
+VERDICTS: Tuple[str, ...] = ("ok", "does_not_fit", "weights_do_not_fit", "exceeds_model_limit",
+                             "utilization_too_high")
+# MoE architectures vLLM 0.26 runs on its newer model runner, which does not
+# charge CUDA graphs to the KV budget; other MoE models and state-space hybrids
+# use the older runner, which does (vllm/config/vllm.py).
+V2_RUNNER_MOE_ARCHITECTURES = ("DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
+                               "InklingForConditionalGeneration", "LongcatFlashNgramForCausalLM",
+                               "Qwen2MoeForCausalLM")
+# vLLM's refusal when the memory is free at start but the KV cache is too small,
+# and its V0 wording, which is what most answers on the web quote.
+VLLM_REFUSAL = "To serve at least one request with the model's max seq len"
+VLLM_V0_REFUSAL = "The model's max seq len (...) is larger than the maximum number of tokens that can be stored in KV cache"
+VLLM_FREE_MEMORY_REFUSAL = "Free memory on device ... on startup is less than desired GPU memory utilization"
 
 
 
@@ -102,6 +117,7 @@ class MemoryPlan:
     gpu_memory_total_mib: Optional[int]
     gpu_memory_utilization: Optional[float]
     reserve_mib: Optional[int]
+    overhead: Dict[str, Any]
     cpu_kvcache_space_gib: Optional[float]
     requested_bytes: Optional[int]
     weight_bytes_per_gpu: int
@@ -139,6 +155,12 @@ class PlanInputs:
     max_model_len: Optional[int] = None
     max_num_seqs: Optional[int] = None
     reserve_mib: int = DEFAULT_RESERVE_MIB
+    gpu_name: str = ""
+    max_num_batched_tokens: Optional[int] = None
+    # The vLLM release charges its CUDA graph estimate to the KV budget (0.32+).
+    cudagraph_in_budget: bool = False
+    # The release gives GPUs of 160 GiB and more larger batch defaults (0.32+).
+    huge_gpu_batch_defaults: bool = False
     cpu_kvcache_space_gib: Optional[float] = None
     block_size: Optional[int] = None
     max_gpu_memory_utilization: float = DEFAULT_MAX_GPU_MEMORY_UTILIZATION
@@ -208,6 +230,9 @@ def _validate(inputs: PlanInputs) -> None:
             raise ValueError(f"vllm_gpu_memory_utilization={inputs.gpu_memory_utilization!r} must be in (0, 1]")
         if inputs.reserve_mib < 0:
             raise ValueError(f"reserve_mib={inputs.reserve_mib!r} must not be negative")
+        if inputs.max_num_batched_tokens is not None and (not isinstance(inputs.max_num_batched_tokens, int)
+                                                          or inputs.max_num_batched_tokens < 1):
+            raise ValueError(f"vllm_max_num_batched_tokens={inputs.max_num_batched_tokens!r} must be a positive integer")
     elif not inputs.cpu_kvcache_space_gib or inputs.cpu_kvcache_space_gib <= 0:
         raise ValueError("vllm_cpu_kvcache_space_gib must be a positive number of GiB for "
                          f"vllm_device=cpu, got {inputs.cpu_kvcache_space_gib!r}")
@@ -266,22 +291,32 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
             notes.append(f"vllm_tensor_parallel_size={tp} exceeds the {shape.num_kv_heads} KV heads: "
                          "each GPU keeps a full copy of one KV head.")
     if shape.num_heads % tp:
-        notes.append(f"vLLM requires the {shape.num_heads} attention heads to divide by "
-                     f"vllm_tensor_parallel_size={tp}.")
+        fits = [t for t in TP_CANDIDATES if shape.num_heads % t == 0 and t <= shape.num_heads]
+        raise ValueError(
+            f"vllm_tensor_parallel_size={tp} does not divide the model's {shape.num_heads} attention heads, so "
+            f"vLLM refuses to start (\"Total number of attention heads ({shape.num_heads}) must be divisible by "
+            f"tensor parallel size ({tp}).\"). Fix: set vllm_tensor_parallel_size to one of "
+            f"{', '.join(str(t) for t in fits)}.")
     max_len = inputs.max_model_len or shape.model_max_len
     seq_blocks = _cdiv(max_len, block_size)
     weights, source = model.stage_weight_bytes(dtype_bytes, tp, pp, notes)
     layers = pp_partitions(shape.num_layers, pp)
     requested: Optional[int] = None
+    overhead: Optional[StartupOverhead] = None
+    total = int(inputs.gpu_memory_total_mib or 0) * MiB
     if inputs.device == "cuda":
-        total = int(inputs.gpu_memory_total_mib or 0) * MiB
         # vLLM: requested_memory = ceil(total_memory * gpu_memory_utilization)
         requested = int(math.ceil(total * inputs.gpu_memory_utilization))
+        overhead = startup_overhead(
+            model.cfg, shape, dtype_bytes, tp, gpu_memory_mib=int(inputs.gpu_memory_total_mib or 0),
+            gpu_name=inputs.gpu_name, max_num_batched_tokens=inputs.max_num_batched_tokens,
+            max_num_seqs=inputs.max_num_seqs, max_model_len=max_len,
+            cudagraph_charged=_cudagraph_charged(model, inputs), huge_tier=inputs.huge_gpu_batch_defaults)
     stages: List[Dict[str, int]] = []
     for count, weight in zip(layers, weights):
         per_token = factor * count * kv_heads_gpu * shape.head_dim * kv_bytes
         if requested is not None:
-            budget = requested - weight - inputs.reserve_mib * MiB
+            budget = requested - weight - (overhead.charged_bytes if overhead else 0) - inputs.reserve_mib * MiB
         else:
             budget = int((inputs.cpu_kvcache_space_gib or 0) * GiB)
         blocks = max(0, budget) // (block_size * per_token) if per_token else 0
@@ -296,7 +331,9 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
     concurrency = blocks / seq_blocks if blocks else 0.0
     # BlockPool holds one null block back for good.
     usable = max(0, blocks - 1)
-    if requested is not None and any(s["kv_budget_bytes"] <= 0 for s in stages):
+    if overhead is not None and requested is not None and requested > total - overhead.context_bytes:
+        verdict = "utilization_too_high"
+    elif requested is not None and any(s["kv_budget_bytes"] <= 0 for s in stages):
         verdict = "weights_do_not_fit"
     elif max_len > shape.model_max_len:
         verdict = "exceeds_model_limit"
@@ -338,6 +375,7 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
         gpu_memory_total_mib=inputs.gpu_memory_total_mib if requested is not None else None,
         gpu_memory_utilization=inputs.gpu_memory_utilization if requested is not None else None,
         reserve_mib=inputs.reserve_mib if requested is not None else None,
+        overhead=overhead.as_dict() if overhead else {},
         cpu_kvcache_space_gib=inputs.cpu_kvcache_space_gib if requested is None else None,
         requested_bytes=requested,
         weight_bytes_per_gpu=max(s["weight_bytes"] for s in stages),
@@ -352,6 +390,22 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
         stages=stages if pp > 1 else [],
     )
     return plan
+
+
+def _cudagraph_charged(model: _Model, inputs: PlanInputs) -> bool:
+    """Whether this release and model put vLLM's CUDA graph estimate on the KV budget."""
+    if inputs.cudagraph_in_budget:
+        return True
+    moe = any(model.cfg.get(k) for k in ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
+    architectures = model.config.get("architectures") or []
+    hybrid = any(str(t) in ("linear_attention", "mamba", "conv") for t in model.cfg.get("layer_types") or [])
+    return hybrid or (moe and not any(a in V2_RUNNER_MOE_ARCHITECTURES for a in architectures))
+
+
+def _utilization_ceiling(total_mib: Optional[int], context_bytes: int) -> float:
+    """The most vLLM accepts: utilization x total must fit in what is free after CUDA's context."""
+    total = int(total_mib or 0) * MiB
+    return math.floor((total - context_bytes) / total * 100) / 100
 
 
 def _fits(model: _Model, inputs: PlanInputs) -> bool:
@@ -377,12 +431,12 @@ def _smallest_utilization(model: _Model, inputs: PlanInputs) -> Optional[float]:
         return None
     total = int(inputs.gpu_memory_total_mib or 0) * MiB
     block_bytes = plan.block_size * plan.kv_bytes_per_token_per_gpu
-    need = (plan.weight_bytes_per_gpu + inputs.reserve_mib * MiB
+    need = (plan.weight_bytes_per_gpu + inputs.reserve_mib * MiB + plan.overhead["charged_bytes"]
             + (_cdiv(plan.max_model_len, plan.block_size) + 1) * block_bytes)
     util = math.ceil(need / total * 100 - 1e-9) / 100
     # The closed form ignores per-stage differences: confirm by re-planning.
     for _attempt in range(5):
-        if util > 1.0:
+        if util > _utilization_ceiling(inputs.gpu_memory_total_mib, plan.overhead["context_bytes"]):
             return None
         if _fits(model, replace(inputs, gpu_memory_utilization=util)):
             return util
@@ -409,8 +463,10 @@ def _suggest(model: _Model, inputs: PlanInputs, plan: MemoryPlan) -> Dict[str, A
     if inputs.device == "cuda":
         util = _smallest_utilization(model, inputs)
         out["gpu_memory_utilization_needed"] = util
-        out["gpu_memory_utilization_cap"] = inputs.max_gpu_memory_utilization
-        out["gpu_memory_utilization"] = util if util is not None and util <= inputs.max_gpu_memory_utilization \
+        out["gpu_memory_utilization_cap"] = min(inputs.max_gpu_memory_utilization,
+                                                _utilization_ceiling(inputs.gpu_memory_total_mib,
+                                                                     plan.overhead["context_bytes"]))
+        out["gpu_memory_utilization"] = util if util is not None and util <= out["gpu_memory_utilization_cap"] \
             else None
         out["tensor_parallel_size"] = inputs.tensor_parallel_size if plan.ok else _smallest_tp(model, inputs)
         out["kv_cache_dtype"] = "fp8" if (plan.verdict == "does_not_fit" and plan.kv_cache_dtype_bytes > 1
@@ -429,18 +485,26 @@ def _describe(plan: MemoryPlan) -> str:
         return (f"vllm_max_model_len={plan.max_model_len} exceeds the model's own limit of {plan.model_max_len} "
                 f"tokens ({plan.model_max_len_source}); vLLM refuses to start. Fix: set vllm_max_model_len to "
                 f"{plan.model_max_len} or less, or leave it unset.")
+    if plan.verdict == "utilization_too_high":
+        total = (plan.gpu_memory_total_mib or 0) * MiB
+        cap = _utilization_ceiling(plan.gpu_memory_total_mib, plan.overhead["context_bytes"])
+        return (f"vllm_gpu_memory_utilization={plan.gpu_memory_utilization} asks for {gib(plan.requested_bytes or 0)} of "
+                f"the {gib(total)} GPU, but CUDA's own context leaves only about "
+                f"{gib(total - plan.overhead['context_bytes'])} free when vLLM starts, so vLLM refuses "
+                f"(\"{VLLM_FREE_MEMORY_REFUSAL}\"). Fix: set vllm_gpu_memory_utilization to {cap} or less.")
     if plan.device == "cuda":
         where = (f"{plan.gpu_memory_utilization} x {gib((plan.gpu_memory_total_mib or 0) * MiB)} = "
                  f"{gib(plan.requested_bytes or 0)}")
         if plan.verdict == "weights_do_not_fit":
-            head = (f"The weights need {gib(plan.weight_bytes_per_gpu)} per GPU; with the "
-                    f"{gib((plan.reserve_mib or 0) * MiB)} reserve that leaves nothing of the {where} that "
-                    f"vllm_gpu_memory_utilization={plan.gpu_memory_utilization} allows.")
+            head = (f"The weights need {gib(plan.weight_bytes_per_gpu)} per GPU; with {_overhead_text(plan)} that "
+                    f"leaves nothing of the {where} that vllm_gpu_memory_utilization={plan.gpu_memory_utilization} "
+                    "allows.")
         else:
             head = (f"vllm_max_model_len={plan.max_model_len} needs {gib(plan.kv_bytes_needed)} of KV cache per GPU "
                     f"but only {gib(max(0, plan.kv_budget_bytes))} is left ({where}, minus "
-                    f"{gib(plan.weight_bytes_per_gpu)} of weights and {gib((plan.reserve_mib or 0) * MiB)} reserve); "
-                    f"it holds {plan.kv_capacity_tokens:,} tokens.")
+                    f"{gib(plan.weight_bytes_per_gpu)} of weights and {_overhead_text(plan)}); "
+                    f"it holds {plan.kv_capacity_tokens:,} tokens, so vLLM would refuse to start "
+                    f"(\"{VLLM_REFUSAL} ...\", in vLLM before 0.10: \"{VLLM_V0_REFUSAL}\").")
     else:
         head = (f"vllm_max_model_len={plan.max_model_len} needs {gib(plan.kv_bytes_needed)} of KV cache but "
                 f"vllm_cpu_kvcache_space_gib={plan.cpu_kvcache_space_gib} holds {plan.kv_capacity_tokens:,} tokens.")
@@ -468,11 +532,24 @@ def _describe(plan: MemoryPlan) -> str:
     return text
 
 
+def _overhead_text(plan: MemoryPlan) -> str:
+    """What vLLM measures at start, as the plan modelled it."""
+    o = plan.overhead
+    parts = [f"{gib(o['activation_bytes'])} activation peak ({o['max_num_batched_tokens']} batched tokens, "
+             f"{o['max_num_seqs']} sequences)", f"{gib(o['non_torch_bytes'] + o['rope_cache_bytes'])} non-torch "
+             "and caches"]
+    if o["cudagraph_charged"]:
+        parts.append(f"{gib(o['cudagraph_bytes'])} of CUDA graphs")
+    if plan.reserve_mib:
+        parts.append(f"{gib(plan.reserve_mib * MiB)} vllm_memory_reserve_mib")
+    return f"{gib(o['charged_bytes'] + (plan.reserve_mib or 0) * MiB)} vLLM measures at start: " + ", ".join(parts)
+
+
 def _ok_message(plan: MemoryPlan) -> str:
     if plan.device == "cuda":
         space = (f"{gib(plan.kv_budget_bytes)} of KV cache per GPU ({plan.gpu_memory_utilization} x "
                  f"{gib((plan.gpu_memory_total_mib or 0) * MiB)} minus {gib(plan.weight_bytes_per_gpu)} of weights "
-                 f"and {gib((plan.reserve_mib or 0) * MiB)} reserve)")
+                 f"and {_overhead_text(plan)})")
     else:
         space = f"vllm_cpu_kvcache_space_gib={plan.cpu_kvcache_space_gib}"
     return (f"{space} holds {plan.kv_capacity_tokens:,} tokens, {plan.max_full_sequences} full-length "
@@ -519,6 +596,14 @@ def auto_plan(config: Dict[str, Any], weights: Union[None, int, WeightFiles] = N
     def length_at(candidate: PlanInputs) -> int:
         return min(ceiling, _largest_len(model, candidate, sequences))
 
+    if inputs.device == "cuda":
+        probe = _plan(model, replace(inputs, max_model_len=ceiling))
+        highest = _utilization_ceiling(inputs.gpu_memory_total_mib, probe.overhead["context_bytes"])
+        if inputs.gpu_memory_utilization > highest:
+            notes.append(f"Auto mode lowered vllm_gpu_memory_utilization from {inputs.gpu_memory_utilization} to "
+                         f"{highest}: vLLM refuses more than is free after CUDA's context.")
+            inputs = replace(inputs, gpu_memory_utilization=highest)
+        inputs = replace(inputs, max_gpu_memory_utilization=min(inputs.max_gpu_memory_utilization, highest))
     chosen = length_at(inputs)
     if chosen < ceiling and raise_utilization and inputs.device == "cuda":
         cap = inputs.max_gpu_memory_utilization

@@ -22,6 +22,7 @@ INHERITED_KEYS: tuple[str, ...] = (
     "max_model_len",
     "gpu_memory_utilization",
     "max_num_seqs",
+    "max_num_batched_tokens",
     "kv_cache_dtype",
     "tensor_parallel_size",
     "pipeline_parallel_size",
@@ -51,7 +52,8 @@ def _model_kind(model: str, model_src: str) -> str:
     return "hub"
 
 
-INT_KEYS = ("port", "max_model_len", "max_num_seqs", "tensor_parallel_size", "pipeline_parallel_size", "cpu_kvcache_space_gib")
+INT_KEYS = ("port", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "tensor_parallel_size",
+            "pipeline_parallel_size", "cpu_kvcache_space_gib")
 FLOAT_KEYS = ("gpu_memory_utilization",)
 
 
@@ -194,9 +196,10 @@ def instance_problems(resolved: list[dict[str, Any]]) -> list[str]:
             problems.append(
                 f"{org['max_model_len']}={mml!r} must be null (the model's own limit) or an integer >= 16."
             )
-        mns = inst.get("max_num_seqs")
-        if mns is not None and (not _is_int(mns) or mns < 1):
-            problems.append(f"{org['max_num_seqs']}={mns!r} must be null (vLLM's default) or an integer >= 1.")
+        for key in ("max_num_seqs", "max_num_batched_tokens"):
+            value = inst.get(key)
+            if value is not None and (not _is_int(value) or value < 1):
+                problems.append(f"{org[key]}={value!r} must be null (vLLM's default) or an integer >= 1.")
         if inst.get("dtype") not in DTYPES:
             problems.append(f"{org['dtype']}={inst.get('dtype')!r} is not one of {', '.join(DTYPES)}.")
         if inst.get("kv_cache_dtype") not in KV_CACHE_DTYPES:
@@ -235,6 +238,8 @@ def server_args(inst: dict[str, Any], device: str) -> list[str]:
         args += ["--pipeline-parallel-size", str(inst["pipeline_parallel_size"])]
     if inst.get("max_num_seqs") is not None:
         args += ["--max-num-seqs", str(inst["max_num_seqs"])]
+    if inst.get("max_num_batched_tokens") is not None:
+        args += ["--max-num-batched-tokens", str(inst["max_num_batched_tokens"])]
     if inst.get("kv_cache_dtype") not in (None, "auto"):
         args += ["--kv-cache-dtype", str(inst["kv_cache_dtype"])]
     if inst.get("trust_remote_code"):

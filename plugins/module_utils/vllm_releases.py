@@ -40,6 +40,11 @@ class ReleaseLine:
     ray_min: Optional[str] = None  # oldest Ray its multi-node (Ray) executor accepts
     ray_package: str = "ray"  # what pip installs for a multi-node instance (with its extras)
     ray_supported: bool = True  # whether its platform runs model workers on Ray at all
+    # Memory accounting at start-up (vllm_overhead.py): 0.32 charges its CUDA graph
+    # estimate to the KV budget for every model and gives GPUs of >= 160 GiB larger
+    # batch defaults; 0.26 (measured on an H100) charges no CUDA graphs for dense models.
+    cudagraph_in_budget: bool = False
+    huge_gpu_batch_defaults: bool = False
 
 
 # Newest line first within each package; a version takes the first line it reaches.
@@ -53,8 +58,10 @@ class ReleaseLine:
 # ray_min: vLLM's requirements/cuda.txt asks for "ray[cgraph]>=2.48.0 # Ray Compiled
 # Graph, required for pipeline parallelism in V1"; the CPU build names no Ray at all.
 RELEASE_LINES: tuple[ReleaseLine, ...] = (
-    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="13.0", ray_min="2.48.0", ray_package="ray[cgraph]"),
-    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="13.0", ray_min="2.48.0", ray_package="ray[cgraph]"),
+    ReleaseLine("vllm", "0.33.0", python_min="3.11", device="cuda", torch="2.14.0", cuda_min="13.0", ray_min="2.48.0",
+                ray_package="ray[cgraph]", cudagraph_in_budget=True, huge_gpu_batch_defaults=True),
+    ReleaseLine("vllm", "0.32.0", python_min="3.11", device="cuda", cuda_min="13.0", ray_min="2.48.0",
+                ray_package="ray[cgraph]", cudagraph_in_budget=True, huge_gpu_batch_defaults=True),
     ReleaseLine("vllm", "0.20.0", python_min="3.10", device="cuda", cuda_min="13.0", ray_min="2.48.0", ray_package="ray[cgraph]"),
     ReleaseLine("vllm", "0.0.0", python_min="3.9", device="cuda", cuda_min="12.0"),
     ReleaseLine(

@@ -12,9 +12,13 @@ description:
     and computes what vLLM computes at start-up - weights per GPU, KV cache bytes per token, the KV
     cache budget, how many tokens it holds - so a C(max_model_len) that does not fit fails here, with
     the values that would fit, instead of in a restart loop under systemd.
-  - Mirrors vLLM 0.32 (block size 16 on CUDA and 128 on CPU, one null block held back, the same
-    pipeline split and KV head replication). Activations, CUDA graphs and non-torch memory are not
-    knowable before start-up and are covered by O(reserve_mib).
+  - Mirrors vLLM's V1 engine (block size 16 on CUDA and 128 on CPU, one null block held back, the same
+    pipeline split and KV head replication), and models what vLLM measures at start-up besides weights and
+    KV cache - the activation peak of its profiling pass over O(max_num_batched_tokens) tokens and
+    O(max_num_seqs) sequences, non-torch memory, caches, and CUDA graphs where the release charges them
+    (O(cudagraph_in_budget)). The constants were measured against vLLM 0.26.0 on an H100 (docs/gpu.md).
+  - Refuses a C(gpu_memory_utilization) above what is free after CUDA's own context, as vLLM does, and a
+    C(tensor_parallel_size) that does not divide the attention heads.
   - Changes nothing on the host; C(changed) is always false.
 author:
   - gpufleet maintainers (@gpufleet)
@@ -86,11 +90,26 @@ options:
     type: int
   reserve_mib:
     description:
-      - GPU memory per GPU held back for activations, CUDA graphs and non-torch allocations.
-      - Calibrate from a real start-up log - requested memory minus weights minus the logged
-        C(Available KV cache memory).
+      - GPU memory per GPU held back beyond what vLLM measures at start-up (other processes on the GPU,
+        a margin of your own).
     type: int
-    default: 1024
+    default: 0
+  max_num_batched_tokens:
+    description: vLLM C(--max-num-batched-tokens). Unset means vLLM's default for the GPU (8192 on GPUs of
+      70 GiB and more other than A100, else 2048; 16384 from 160 GiB with O(huge_gpu_batch_defaults)).
+    type: int
+  gpu_name:
+    description: Name of the GPU (gpu_facts), for vLLM's A100 exception in its batch defaults.
+    type: str
+    default: ""
+  cudagraph_in_budget:
+    description: The vLLM release charges its CUDA graph estimate to the KV budget (0.32 and later).
+    type: bool
+    default: false
+  huge_gpu_batch_defaults:
+    description: The vLLM release gives GPUs of 160 GiB and more 16384 batched tokens by default (0.32 and later).
+    type: bool
+    default: false
   cpu_kvcache_space_gib:
     description:
       - KV cache size in GiB of the CPU build (C(VLLM_CPU_KVCACHE_SPACE)). Required when O(device=cpu).
@@ -290,6 +309,10 @@ def main() -> None:
             max_model_len=dict(type="int"),
             max_num_seqs=dict(type="int"),
             reserve_mib=dict(type="int", default=DEFAULT_RESERVE_MIB),
+            max_num_batched_tokens=dict(type="int"),
+            gpu_name=dict(type="str", default=""),
+            cudagraph_in_budget=dict(type="bool", default=False),
+            huge_gpu_batch_defaults=dict(type="bool", default=False),
             cpu_kvcache_space_gib=dict(type="float"),
             block_size=dict(type="int"),
             auto_max_gpu_memory_utilization=dict(type="float", default=DEFAULT_MAX_GPU_MEMORY_UTILIZATION),
@@ -332,6 +355,10 @@ def main() -> None:
             max_model_len=p["max_model_len"] or None,
             max_num_seqs=p["max_num_seqs"] or None,
             reserve_mib=p["reserve_mib"],
+            max_num_batched_tokens=p["max_num_batched_tokens"] or None,
+            gpu_name=p["gpu_name"],
+            cudagraph_in_budget=p["cudagraph_in_budget"],
+            huge_gpu_batch_defaults=p["huge_gpu_batch_defaults"],
             cpu_kvcache_space_gib=p["cpu_kvcache_space_gib"],
             block_size=p["block_size"],
             max_gpu_memory_utilization=p["auto_max_gpu_memory_utilization"],

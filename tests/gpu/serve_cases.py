@@ -45,14 +45,16 @@ CASES: dict[str, tuple[str, dict, str]] = {
     "llama-tp2": (LLAMA, {"vllm_gpu_memory_utilization": 0.9, "vllm_tensor_parallel_size": 2}, "serve"),
     # Calibration of what vLLM measures at start: batch tokens and sequences varied.
     "qwen-t2048": (QWEN, {"vllm_gpu_memory_utilization": 0.85, "vllm_max_model_len": 2048,
-                          "vllm_extra_args": ["--max-num-batched-tokens", "2048"]}, "start"),
+                          "vllm_max_num_batched_tokens": 2048}, "start"),
     "qwen-t16384": (QWEN, {"vllm_gpu_memory_utilization": 0.85, "vllm_max_model_len": 16384,
-                           "vllm_extra_args": ["--max-num-batched-tokens", "16384"]}, "start"),
-    "llama-t2048": (LLAMA, {"vllm_gpu_memory_utilization": 0.9,
-                            "vllm_extra_args": ["--max-num-batched-tokens", "2048"]}, "start"),
-    "llama-t16384": (LLAMA, {"vllm_gpu_memory_utilization": 0.9,
-                             "vllm_extra_args": ["--max-num-batched-tokens", "16384"]}, "start"),
+                           "vllm_max_num_batched_tokens": 16384}, "start"),
+    "llama-t2048": (LLAMA, {"vllm_gpu_memory_utilization": 0.9, "vllm_max_num_batched_tokens": 2048}, "start"),
+    "llama-t16384": (LLAMA, {"vllm_gpu_memory_utilization": 0.9, "vllm_max_num_batched_tokens": 16384}, "start"),
     "llama-s256": (LLAMA, {"vllm_gpu_memory_utilization": 0.9, "vllm_max_num_seqs": 256}, "start"),
+    "qwen-s256": (QWEN, {"vllm_gpu_memory_utilization": 0.85, "vllm_max_model_len": 2048,
+                         "vllm_max_num_seqs": 256}, "start"),
+    # vLLM must refuse what is not free after CUDA's context; so must the planner.
+    "llama-util-0.995": (LLAMA, {"vllm_gpu_memory_utilization": 0.995, "vllm_max_model_len": 8192}, "refused"),
 }
 EDGE_MARGIN = 0.015  # the edge pair sits 1.5% either side of the planner's capacity
 
@@ -64,7 +66,8 @@ LOG_PATTERNS = {
     "non_torch_gib": r"([\d.]+) GiB for non-torch memory",
     "cudagraph_gib": r"([\d.]+) GiB for CUDAGraph memory",
     "refusal": r"(To serve at least one request with the model's max seq len[^\n]*)",
-    "free_refusal": r"(Free memory on device[^\n]*)",
+    "free_refusal": r"(Free memory on device[^\n]*is less than[^\n]*)",
+    "free_at_start_gib": r"Free memory on device \(([\d.]+)/[\d.]+ GiB\) on startup",
     "runner": r"(Using V2 Model Runner)",
 }
 
@@ -272,6 +275,8 @@ def judge(r: dict) -> str:
         good = r["check_rc"] == 0 and r.get("ready") and client_ok
     elif r["expect"] == "start":
         good = bool(r.get("ready"))
+    elif r["expect"] == "refused":  # the planner and vLLM both refuse at start
+        good = r["check_rc"] != 0 and not r.get("ready") and "free_refusal" in r.get("vllm", {})
     elif r["expect"] == "edge-fits":
         good = r["check_rc"] == 0 and r.get("ready") and client_ok
     else:  # edge-refused: the planner fails first, and vLLM refuses too
