@@ -17,7 +17,17 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import ModelShape, model_shape, text_config
+from ansible_collections.gpufleet.vllm.plugins.module_utils.kv_cache_layout import (
+    KvLayout,
+    kv_layout,
+    layer_bytes_per_token,
+)
+from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import (
+    FULL,
+    ModelShape,
+    model_shape,
+    text_config,
+)
 from ansible_collections.gpufleet.vllm.plugins.module_utils.model_weights import (
     MiB,
     WeightFiles,
@@ -57,6 +67,8 @@ DEFAULT_AUTO_MIN_MODEL_LEN = 2048
 CUDA_BLOCK_SIZE = 16
 CPU_BLOCK_SIZE = 128
 CPU_MLA_BLOCK_SIZE = 16
+# vLLM's CPU build batches this many tokens by default (its OpenAI server).
+CPU_BATCHED_TOKENS = 2048
 
 DTYPE_BYTES: Dict[str, int] = {
     "float16": 2,
@@ -297,7 +309,7 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
             f"vLLM refuses to start (\"Total number of attention heads ({shape.num_heads}) must be divisible by "
             f"tensor parallel size ({tp}).\"). Fix: set vllm_tensor_parallel_size to one of "
             f"{', '.join(str(t) for t in fits)}.")
-    max_len = inputs.max_model_len or shape.model_max_len
+    max_len = inputs.max_model_len or shape.default_max_len or shape.model_max_len
     seq_blocks = _cdiv(max_len, block_size)
     weights, source = model.stage_weight_bytes(dtype_bytes, tp, pp, notes)
     layers = pp_partitions(shape.num_layers, pp)
@@ -331,21 +343,29 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
     concurrency = blocks / seq_blocks if blocks else 0.0
     # BlockPool holds one null block back for good.
     usable = max(0, blocks - 1)
+    full_sequences = usable // seq_blocks
+    needed = seq_blocks * block_size * per_token
+    fits = usable >= seq_blocks
+    layout = _grouped_layout(shape, inputs, stages, kv_bytes, block_size, max_len, overhead)
+    if layout is not None:
+        blocks, capacity, concurrency = layout.num_blocks, layout.capacity_tokens, layout.max_concurrency
+        full_sequences = max(0, layout.num_blocks - 1) // layout.blocks_per_request
+        needed, fits = layout.needed_bytes, layout.fits
     if overhead is not None and requested is not None and requested > total - overhead.context_bytes:
         verdict = "utilization_too_high"
     elif requested is not None and any(s["kv_budget_bytes"] <= 0 for s in stages):
         verdict = "weights_do_not_fit"
     elif max_len > shape.model_max_len:
         verdict = "exceeds_model_limit"
-    elif usable >= seq_blocks:
+    elif fits:
         verdict = "ok"
     else:
         verdict = "does_not_fit"
     if requested is None and float(inputs.cpu_kvcache_space_gib or 0) != int(inputs.cpu_kvcache_space_gib or 0):
         notes.append(f"vLLM 0.32 reads VLLM_CPU_KVCACHE_SPACE as whole GiB: vllm_cpu_kvcache_space_gib="
                      f"{inputs.cpu_kvcache_space_gib} would stop it at start; use an integer.")
-    if inputs.max_num_seqs and verdict == "ok" and usable // seq_blocks < inputs.max_num_seqs:
-        notes.append(f"At full length {usable // seq_blocks} of vllm_max_num_seqs={inputs.max_num_seqs} "
+    if inputs.max_num_seqs and verdict == "ok" and full_sequences < inputs.max_num_seqs:
+        notes.append(f"At full length {full_sequences} of vllm_max_num_seqs={inputs.max_num_seqs} "
                      "sequences fit at once; vLLM queues or preempts the rest.")
     plan = MemoryPlan(
         device=inputs.device,
@@ -381,15 +401,40 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
         weight_bytes_per_gpu=max(s["weight_bytes"] for s in stages),
         kv_bytes_per_token_per_gpu=max(s["kv_bytes_per_token"] for s in stages),
         kv_budget_bytes=binding["kv_budget_bytes"],
-        kv_bytes_needed=seq_blocks * block_size * per_token,
+        kv_bytes_needed=needed,
         kv_cache_blocks=blocks,
         kv_capacity_tokens=capacity,
         max_concurrency=round(concurrency, 2),
-        max_full_sequences=usable // seq_blocks,
+        max_full_sequences=full_sequences,
         notes=notes,
         stages=stages if pp > 1 else [],
     )
     return plan
+
+
+def _grouped_layout(shape: ModelShape, inputs: PlanInputs, stages: List[Dict[str, int]], kv_bytes: int,
+                    block_size: int, max_len: int, overhead: Optional[StartupOverhead]) -> Optional[KvLayout]:
+    """vLLM's KV cache groups for models with sliding-window or state layers; None for full attention only."""
+    if not shape.layer_kinds or all(kind == FULL for kind in shape.layer_kinds):
+        return None
+    pp = inputs.pipeline_parallel_size
+    per_token = layer_bytes_per_token(shape.num_kv_heads, shape.head_dim, kv_bytes, inputs.tensor_parallel_size,
+                                      shape.mla)
+    tokens = overhead.max_num_batched_tokens if overhead else CPU_BATCHED_TOKENS
+    layouts, start = [], 0
+    for stage in stages:
+        layers = list(range(start, start + stage["layers"]))
+        start += stage["layers"]
+        layouts.append(kv_layout(
+            shape.layer_kinds, shape.layer_windows, per_token, block_size, max_len, tokens,
+            max(0, stage["kv_budget_bytes"]),
+            # Async scheduling keeps two batches in flight; pipeline stages one more each.
+            max_concurrent_batches=2 if pp == 1 else pp + 1,
+            stage_layers=layers if pp > 1 else None,
+            # vLLM's CPU build turns the hybrid KV cache manager off.
+            hybrid_kv_cache_manager=inputs.device == "cuda",
+            sliding_block_size=CUDA_BLOCK_SIZE if inputs.device == "cuda" else None))
+    return min(layouts, key=lambda layout: layout.num_blocks)
 
 
 def _cudagraph_charged(model: _Model, inputs: PlanInputs) -> bool:
@@ -417,6 +462,16 @@ def _largest_len(model: _Model, inputs: PlanInputs, sequences: int) -> int:
     plan = _plan(model, replace(inputs, max_model_len=None))
     if plan.verdict == "weights_do_not_fit":
         return 0
+    if any(kind != FULL for kind in model.shape.layer_kinds):
+        # Sliding layers cost less per token as the context grows: search as vLLM does.
+        low, high = 0, plan.model_max_len
+        while low < high:
+            mid = (low + high + 1) // 2
+            if _plan(model, replace(inputs, max_model_len=mid)).max_full_sequences >= sequences:
+                low = mid
+            else:
+                high = mid - 1
+        return low if low >= plan.model_max_len else _friendly_floor(low, plan.block_size)
     usable = max(0, plan.kv_cache_blocks - 1)
     tokens = usable // sequences * plan.block_size
     if tokens >= plan.model_max_len:

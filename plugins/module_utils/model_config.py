@@ -32,6 +32,25 @@ ROPE_PRESCALED = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek
 FALCON_TYPES = ("falcon", "RefinedWeb", "RefinedWebModel")
 KV_HEAD_KEYS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num",
                 "num_attention_groups")
+# RoPE types vLLM treats as LongRoPE ("su" is renamed by patch_rope_parameters).
+LONGROPE_TYPES = ("longrope", "su")
+# Kinds of layer in ModelShape.layer_kinds.
+FULL, SLIDING, STATE = "full", "sliding", "state"
+# layer_types entries (transformers / config.json) and the kind vLLM gives them.
+LAYER_TYPE_KINDS = {
+    "full_attention": FULL,
+    "attention": FULL,  # granitemoehybrid
+    "sliding_attention": SLIDING,
+    "linear_attention": STATE,
+    "mamba": STATE,
+    "mamba2": STATE,
+    "conv": STATE,
+}
+# Defaults transformers fills in when a config.json omits the key; only for keys
+# this reader needs (google/gemma-3-*-it text_config names no vocab or length).
+TRANSFORMERS_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072},
+}
 
 
 def _first(cfg: Dict[str, Any], keys: Tuple[str, ...], default: Any = None) -> Any:
@@ -53,8 +72,15 @@ def text_config(config: Dict[str, Any]) -> Dict[str, Any]:
         if isinstance(sub, dict) and sub:
             merged = {k: v for k, v in config.items() if k not in TEXT_CONFIG_KEYS}
             merged.update({k: v for k, v in sub.items() if v is not None})
-            return merged
-    return dict(config)
+            return _with_defaults(merged)
+    return _with_defaults(dict(config))
+
+
+def _with_defaults(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    for key, value in TRANSFORMERS_DEFAULTS.get(str(cfg.get("model_type", "")), {}).items():
+        if cfg.get(key) is None:
+            cfg[key] = value
+    return cfg
 
 
 def _rope_parameter_sets(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -83,11 +109,20 @@ class ModelShape:
     intermediate_size: int
     tie_word_embeddings: bool
     config_dtype: Optional[str]
-    model_max_len: int
+    model_max_len: int  # the longest max_model_len vLLM accepts
     model_max_len_source: str
     mla: bool
     sliding_window: Optional[int]
     notes: Tuple[str, ...] = ()
+    # One entry per layer: FULL, SLIDING or STATE (mamba / linear attention,
+    # no KV cache). Empty only for ModelShapes built by hand.
+    layer_kinds: Tuple[str, ...] = ()
+    # Per layer, the window of a SLIDING layer, None for the others.
+    layer_windows: Tuple[Optional[int], ...] = ()
+    # max_model_len vLLM picks when none is given: LongRoPE models start at
+    # original_max_position_embeddings, all others at model_max_len.
+    default_max_len: int = 0
+    default_max_len_source: str = ""
 
     @property
     def attention(self) -> str:
@@ -160,12 +195,27 @@ def _model_max_len(cfg: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any
         if factor != 1.0:
             derived *= factor
             source += f" x rope factor {factor:g}"
-    if any(r.get("rope_type", r.get("type")) == "longrope" for r in rope_sets):
-        original = cfg.get("original_max_position_embeddings")
-        if original:
-            notes.append("LongRoPE: vLLM defaults to original_max_position_embeddings.")
-            return int(original), "original_max_position_embeddings (longrope)"
     return int(derived), source
+
+
+def _default_max_len(cfg: Dict[str, Any], limit: int, limit_source: str,
+                     notes: List[str]) -> Tuple[int, str]:
+    """vLLM's max_model_len when none is given (vllm/config/model.py _get_and_verify_max_len).
+
+    LongRoPE models default to original_max_position_embeddings, to keep short
+    prompts on the short factors; a user may still ask for up to the limit.
+    """
+    rope_sets = _rope_parameter_sets(cfg)
+    if any(r.get("rope_type", r.get("type")) in LONGROPE_TYPES for r in rope_sets):
+        original = cfg.get("original_max_position_embeddings")
+        if original is None:
+            original = next((r["original_max_position_embeddings"] for r in rope_sets
+                             if r.get("original_max_position_embeddings")), None)
+        if original:
+            notes.append(f"LongRoPE: vLLM defaults to original_max_position_embeddings ({int(original)}); "
+                         f"vllm_max_model_len may go up to {limit}.")
+            return int(original), "original_max_position_embeddings (longrope)"
+    return limit, limit_source
 
 
 def _sliding_window(cfg: Dict[str, Any]) -> Optional[int]:
@@ -175,6 +225,65 @@ def _sliding_window(cfg: Dict[str, Any]) -> Optional[int]:
     if isinstance(window, int) and window > 0:
         return window
     return None
+
+
+def _declared_layer_types(cfg: Dict[str, Any], num_layers: int) -> Optional[List[str]]:
+    """layer_types as transformers fills them in: config.json's list, else the model type's default."""
+    declared = cfg.get("layer_types")
+    if isinstance(declared, list) and declared:
+        return [str(t) for t in declared]
+    model_type = str(cfg.get("model_type", ""))
+    pattern = None
+    if model_type in ("gemma2", "gpt_oss"):
+        pattern = 2
+    elif model_type in ("gemma3", "gemma3_text", "cohere2"):
+        pattern = int(cfg.get("sliding_window_pattern") or cfg.get("_sliding_window_pattern")
+                      or (4 if model_type == "cohere2" else 6))
+    if pattern:
+        # Layer i is global when (i + 1) % pattern == 0 (Gemma2/Gemma3/Cohere2/GptOss configs).
+        return ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(num_layers)]
+    if model_type == "qwen3_next":
+        interval = int(cfg.get("full_attention_interval") or 4)
+        return ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(num_layers)]
+    if model_type == "jamba":
+        period, offset = int(cfg.get("attn_layer_period") or 8), int(cfg.get("attn_layer_offset") or 4)
+        return ["full_attention" if i % period == offset else "mamba" for i in range(num_layers)]
+    if model_type.startswith(("qwen2", "qwen3")) and cfg.get("use_sliding_window") and cfg.get("sliding_window"):
+        first = int(cfg.get("max_window_layers", num_layers))
+        return ["sliding_attention" if i >= first else "full_attention" for i in range(num_layers)]
+    return None
+
+
+def layer_kinds(cfg: Dict[str, Any], num_layers: int, window: Optional[int],
+                notes: List[str]) -> Tuple[Tuple[str, ...], Tuple[Optional[int], ...]]:
+    """Each layer's KV cache kind and window, as vLLM's model code builds its attention layers.
+
+    Models whose layer_types mix kinds give each layer its own window (vLLM's
+    is_interleaved); otherwise vLLM applies the model-level sliding_window, if
+    any, to every attention layer (CacheConfig.sliding_window).
+    """
+    types = _declared_layer_types(cfg, num_layers)
+    if types is not None and len(types) < num_layers:
+        notes.append(f"config.json layer_types names {len(types)} layers for {num_layers}: ignored.")
+        types = None
+    types = (types or ["full_attention"] * num_layers)[:num_layers]
+    unknown = sorted({t for t in types if t not in LAYER_TYPE_KINDS})
+    if unknown:
+        notes.append(f"Unknown layer_types {', '.join(unknown)}: counted as full attention.")
+    base = [LAYER_TYPE_KINDS.get(t, FULL) for t in types]
+    if len(set(types)) > 1:
+        kinds = [SLIDING if k == SLIDING and window else (FULL if k == SLIDING else k) for k in base]
+        model_type = str(cfg.get("model_type", ""))
+        if SLIDING in kinds and FULL in kinds and model_type.startswith(("qwen2", "qwen3")):
+            notes.append("vLLM's Qwen2/Qwen3 refuse a sliding window on only some layers "
+                         "(max_window_layers below num_hidden_layers).")
+    else:
+        kinds = [k if k == STATE else (SLIDING if window else FULL) for k in base]
+    if STATE in kinds:
+        notes.append(f"{kinds.count(STATE)} of {num_layers} layers keep a recurrent state "
+                     "(mamba / linear attention), not a KV cache.")
+    windows = tuple(window if k == SLIDING else None for k in kinds)
+    return tuple(kinds), windows
 
 
 def model_shape(config: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any]] = None) -> ModelShape:
@@ -198,20 +307,19 @@ def model_shape(config: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any
     inter = _first(cfg, ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim")) or 4 * hidden
     dtype = _first(cfg, ("torch_dtype", "dtype"))
     max_len, source = _model_max_len(cfg, tokenizer_config, notes)
+    default_len, default_source = _default_max_len(cfg, max_len, source, notes)
     window = _sliding_window(cfg)
-    layer_types = cfg.get("layer_types") or []
-    if window and any("sliding" in str(t) for t in layer_types):
-        notes.append(f"Some layers use a sliding window of {window} tokens.")
+    kinds, windows = layer_kinds(cfg, layers, window, notes)
+    if SLIDING in kinds and FULL in kinds:
+        notes.append(f"{kinds.count(SLIDING)} of {layers} layers use a sliding window of {window} tokens.")
     elif window:
         notes.append(f"Sliding-window attention ({window} tokens).")
-    if window:
-        notes.append(
-            "KV per token counts every layer for the whole context (vLLM's block size in bytes is "
-            "the same for sliding-window layers); vLLM frees blocks that leave the window, so real "
-            "capacity per request is larger and this plan is on the safe side."
-        )
-    if any(str(t) in ("linear_attention", "mamba", "conv") for t in layer_types):
-        notes.append("Hybrid attention/state-space model: only approximated (all layers counted as attention).")
+    if SLIDING in kinds:
+        notes.append("Sliding-window layers keep only their window plus the tokens in flight, in vLLM's "
+                     "KV cache groups (kv_cache_layout.py).")
+    if STATE in kinds:
+        notes.append("Hybrid attention/state-space model: the state layers' cache is not counted "
+                     "(only the attention layers' KV cache is planned).")
     if any(k in config for k in TEXT_CONFIG_KEYS):
         notes.append("Multimodal config: the language model's text_config is used.")
     return ModelShape(
@@ -230,6 +338,10 @@ def model_shape(config: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any
         mla=mla,
         sliding_window=window,
         notes=tuple(notes),
+        layer_kinds=kinds,
+        layer_windows=windows,
+        default_max_len=default_len,
+        default_max_len_source=default_source,
     )
 
 

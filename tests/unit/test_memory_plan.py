@@ -122,12 +122,16 @@ def test_no_kv_head_key_means_multi_head_attention() -> None:
     assert shape.attention == "mha"
 
 
-def test_sliding_window_model_counts_every_layer_and_says_so() -> None:
-    plan = mp.plan_memory(load("mistral-7b-v0.1"), max_model_len=4096, gpu_memory_total_mib=24576)
+def test_sliding_window_model_is_sized_like_vllms_kv_cache_groups() -> None:
+    plan = mp.plan_memory(load("mistral-7b-v0.1"), max_model_len=32768, gpu_memory_total_mib=24576)
     assert plan.sliding_window == 4096
     assert plan.kv_bytes_per_token_per_gpu == 2 * 32 * 8 * 128 * 2
-    assert any("every layer" in note for note in plan.notes)
+    assert any("Sliding-window layers keep only their window" in note for note in plan.notes)
     assert plan.model_max_len == 32768
+    # A 24 GiB GPU batches 2048 tokens, two batches in flight: a request holds
+    # min(4095 + 4096, 32768) tokens, 513 blocks of 32 layers x 16 tokens x 4 KiB, not 2048 blocks.
+    assert plan.kv_bytes_needed == 513 * 32 * 16 * 4096
+    assert plan.verdict == "ok"
 
 
 def test_mla_stores_one_latent_per_token_not_split_by_tp() -> None:
