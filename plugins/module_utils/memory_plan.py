@@ -499,13 +499,20 @@ def _smallest_utilization(model: _Model, inputs: PlanInputs) -> Optional[float]:
     return None
 
 
-def _smallest_tp(model: _Model, inputs: PlanInputs) -> Optional[int]:
+def _smallest_tp(model: _Model, inputs: PlanInputs) -> Tuple[Optional[int], Optional[float]]:
+    """Fewest GPUs that fit, and the utilization to lower to where NCCL's buffers need the room."""
     for tp in TP_CANDIDATES:
         if tp <= inputs.tensor_parallel_size or model.shape.num_heads % tp:
             continue
-        if _fits(model, replace(inputs, tensor_parallel_size=tp)):
-            return tp
-    return None
+        candidate = replace(inputs, tensor_parallel_size=tp)
+        plan = _plan(model, candidate)
+        if plan.verdict == "utilization_too_high":
+            ceiling = _utilization_ceiling(inputs.gpu_memory_total_mib, plan.overhead["context_bytes"])
+            if ceiling > 0 and _fits(model, replace(candidate, gpu_memory_utilization=ceiling)):
+                return tp, ceiling
+        elif plan.ok:
+            return tp, None
+    return None, None
 
 
 def _suggest(model: _Model, inputs: PlanInputs, plan: MemoryPlan) -> Dict[str, Any]:
@@ -523,7 +530,8 @@ def _suggest(model: _Model, inputs: PlanInputs, plan: MemoryPlan) -> Dict[str, A
                                                                      plan.overhead["context_bytes"]))
         out["gpu_memory_utilization"] = util if util is not None and util <= out["gpu_memory_utilization_cap"] \
             else None
-        out["tensor_parallel_size"] = inputs.tensor_parallel_size if plan.ok else _smallest_tp(model, inputs)
+        tp, tp_util = (inputs.tensor_parallel_size, None) if plan.ok else _smallest_tp(model, inputs)
+        out["tensor_parallel_size"], out["tensor_parallel_gpu_memory_utilization"] = tp, tp_util
         out["kv_cache_dtype"] = "fp8" if (plan.verdict == "does_not_fit" and plan.kv_cache_dtype_bytes > 1
                                           and _fits(model, replace(inputs, kv_cache_dtype="fp8"))) else None
     else:
@@ -571,8 +579,10 @@ def _describe(plan: MemoryPlan) -> str:
         if s.get("kv_cache_dtype"):
             fixes.append(f"vllm_kv_cache_dtype to {s['kv_cache_dtype']}")
         if s.get("tensor_parallel_size"):
+            lower = s.get("tensor_parallel_gpu_memory_utilization")
             fixes.append(f"vllm_tensor_parallel_size to {s['tensor_parallel_size']} "
-                         f"({s['tensor_parallel_size']} GPUs)")
+                         f"({s['tensor_parallel_size']} GPUs"
+                         + (f", with vllm_gpu_memory_utilization at most {lower} for NCCL's buffers)" if lower else ")"))
     elif s.get("cpu_kvcache_space_gib"):
         fixes.append(f"vllm_cpu_kvcache_space_gib to {s['cpu_kvcache_space_gib']}")
     text = head

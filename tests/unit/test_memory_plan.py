@@ -249,8 +249,11 @@ def test_seed_case_other_suggested_fixes_pass() -> None:
     assert tips["kv_cache_dtype"] == "fp8"
     assert mp.plan_memory(config, kv_cache_dtype="fp8", **LAPTOP).ok
     assert tips["tensor_parallel_size"] == 2
-    assert mp.plan_memory(config, tensor_parallel_size=2, **LAPTOP).ok
-    assert "vllm_tensor_parallel_size to 2" in plan.message
+    # Two 8 GiB GPUs fit it once NCCL's buffers have their room, as the message says.
+    lower = tips["tensor_parallel_gpu_memory_utilization"]
+    assert lower is not None and lower < 0.85
+    assert mp.plan_memory(config, tensor_parallel_size=2, **dict(LAPTOP, gpu_memory_utilization=lower)).ok
+    assert f"vllm_tensor_parallel_size to 2 (2 GPUs, with vllm_gpu_memory_utilization at most {lower}" in plan.message
 
 
 def test_utilization_suggestion_within_cap_is_offered_and_minimal() -> None:
@@ -357,7 +360,8 @@ def test_weights_that_do_not_fit() -> None:
     assert plan.kv_capacity_tokens == 0
     assert failure is not None and "vllm_tensor_parallel_size to 4" in failure
     assert "vllm_max_model_len to" not in failure
-    assert mp.plan_memory(config, gpu_memory_total_mib=8192, gpu_memory_utilization=0.9, max_model_len=8192,
+    lower = plan.suggestions["tensor_parallel_gpu_memory_utilization"]
+    assert mp.plan_memory(config, gpu_memory_total_mib=8192, gpu_memory_utilization=lower or 0.9, max_model_len=8192,
                           tensor_parallel_size=4).ok
 
 
