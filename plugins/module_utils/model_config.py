@@ -7,6 +7,7 @@ KV heads, the context length, and how multimodal configs nest the language model
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -51,6 +52,21 @@ LAYER_TYPE_KINDS = {
 TRANSFORMERS_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072},
 }
+# What the user controls when config.json is wrong: the model they chose.
+CONFIG_FIX = ("Fix: the model directory's config.json is damaged or not a causal LM's: re-download the model "
+              "(vllm_model, or model in vllm_instances), re-copy vllm_model_src (model_src), or correct the key.")
+POSITIVE_INT = "a positive whole number (a JSON integer)"
+
+
+class ConfigError(ValueError):
+    """A config.json key that is present but unusable, named as the user finds it in the file."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(self.message("config.json"))
+
+    def message(self, where: str) -> str:
+        return f"{where} {self.key} is {json.dumps(self.value)}: expected {self.expected}. {CONFIG_FIX}"
 
 
 def _first(cfg: Dict[str, Any], keys: Tuple[str, ...], default: Any = None) -> Any:
@@ -135,17 +151,28 @@ class ModelShape:
         return "mha"
 
 
-def _int(cfg: Dict[str, Any], keys: Tuple[str, ...], what: str, default: Optional[int] = None) -> int:
-    value = _first(cfg, keys, default)
-    if value is None:
-        raise ValueError(f"config.json names no {what} (looked for {', '.join(keys)})")
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"config.json {what} is not a number: {value!r}") from exc
-    if number <= 0:
-        raise ValueError(f"config.json {what} must be positive, got {number}")
-    return number
+def _key_of(config: Dict[str, Any], key: str) -> str:
+    """The key as it is written in config.json: nested ones with their sub-config's name."""
+    for sub_key in TEXT_CONFIG_KEYS:
+        sub = config.get(sub_key)
+        if isinstance(sub, dict) and sub:
+            return f"{sub_key}.{key}" if sub.get(key) is not None else key
+    return key
+
+
+def _positive_int(config: Dict[str, Any], key: str, value: Any) -> int:
+    """vLLM sizes tensors and divides by these: a float (even 32.0), string or bool fails there."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(_key_of(config, key), value, POSITIVE_INT)
+    return value
+
+
+def _int(config: Dict[str, Any], cfg: Dict[str, Any], keys: Tuple[str, ...], what: str) -> int:
+    for key in keys:
+        if cfg.get(key) is not None:
+            return _positive_int(config, key, cfg[key])
+    raise ValueError(f"config.json names no {what} (looked for {', '.join(keys)}; null counts as missing). "
+                     f"{CONFIG_FIX}")
 
 
 def is_mla(cfg: Dict[str, Any]) -> bool:
@@ -153,17 +180,43 @@ def is_mla(cfg: Dict[str, Any]) -> bool:
     return cfg.get("kv_lora_rank") is not None and cfg.get("qk_rope_head_dim") is not None
 
 
-def _num_kv_heads(cfg: Dict[str, Any], num_heads: int) -> int:
-    """Follows vLLM's get_total_num_kv_heads (Falcon, GPTBigCode, DBRX, GQA)."""
+def _num_kv_heads(config: Dict[str, Any], cfg: Dict[str, Any], num_heads: int, heads_key: str) -> int:
+    """Follows vLLM's get_total_num_kv_heads (Falcon, GPTBigCode, DBRX, GQA).
+
+    A key that is present decides, 0 included: vLLM's model code divides by it
+    (only an absent or null key means one KV head per attention head).
+    """
     model_type = str(cfg.get("model_type", ""))
     new_falcon = model_type in FALCON_TYPES and cfg.get("new_decoder_architecture", False)
     if not new_falcon and cfg.get("multi_query", False):
         return 1
+    key, value = "", None
     attn = cfg.get("attn_config")
-    if isinstance(attn, dict) and attn.get("kv_n_heads"):
-        return int(attn["kv_n_heads"])
-    value = _first(cfg, KV_HEAD_KEYS)
-    return int(value) if value else num_heads
+    if isinstance(attn, dict) and attn.get("kv_n_heads") is not None:
+        key, value = "attn_config.kv_n_heads", attn["kv_n_heads"]
+    else:
+        key = next((k for k in KV_HEAD_KEYS if cfg.get(k) is not None), "")
+        value = cfg.get(key) if key else None
+    if not key:
+        return num_heads
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(_key_of(config, key) if "." not in key else key, value, POSITIVE_INT)
+    if num_heads % value:
+        # vLLM's Attention layer asserts num_heads % num_kv_heads == 0 (grouped-query attention).
+        raise ConfigError(_key_of(config, key) if "." not in key else key, value,
+                          f"a divisor of {_key_of(config, heads_key)} ({num_heads}): each KV head "
+                          "serves a whole group of attention heads")
+    return value
+
+
+def _check_max_len_keys(config: Dict[str, Any], cfg: Dict[str, Any]) -> None:
+    """vLLM takes the min() of these numbers: a string fails there, 0 or less leaves no context."""
+    for key in MAX_LEN_KEYS:
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(_key_of(config, key), value, "a positive number of tokens (a JSON number)")
 
 
 def _model_max_len(cfg: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any]],
@@ -292,19 +345,24 @@ def model_shape(config: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any
         raise ValueError("config.json must hold a JSON object")
     cfg = text_config(config)
     notes: List[str] = []
-    hidden = _int(cfg, ("hidden_size", "n_embd", "d_model", "model_dim", "dim"), "hidden size")
-    layers = _int(cfg, ("num_hidden_layers", "n_layer", "num_layers", "n_layers"), "layer count")
-    heads = _int(cfg, ("num_attention_heads", "n_head", "num_heads", "n_heads"), "attention head count")
+    hidden = _int(config, cfg, ("hidden_size", "n_embd", "d_model", "model_dim", "dim"), "hidden size")
+    layers = _int(config, cfg, ("num_hidden_layers", "n_layer", "num_layers", "n_layers"), "layer count")
+    heads_keys = ("num_attention_heads", "n_head", "num_heads", "n_heads")
+    heads = _int(config, cfg, heads_keys, "attention head count")
+    heads_key = next(k for k in heads_keys if cfg.get(k) is not None)
     mla = is_mla(cfg)
     if mla:
         kv_heads = 1
-        head_dim = int(cfg["kv_lora_rank"]) + int(cfg["qk_rope_head_dim"])
+        head_dim = (_positive_int(config, "kv_lora_rank", cfg["kv_lora_rank"])
+                    + _positive_int(config, "qk_rope_head_dim", cfg["qk_rope_head_dim"]))
     else:
-        kv_heads = _num_kv_heads(cfg, heads)
-        explicit = cfg.get("head_dim") or cfg.get("hidden_size_per_head")
-        head_dim = int(explicit) if explicit else hidden // heads
-    vocab = _int(cfg, ("vocab_size", "padded_vocab_size"), "vocabulary size")
-    inter = _first(cfg, ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim")) or 4 * hidden
+        kv_heads = _num_kv_heads(config, cfg, heads, heads_key)
+        head_dim = _head_dim(config, cfg, hidden, heads, heads_key)
+    vocab = _int(config, cfg, ("vocab_size", "padded_vocab_size"), "vocabulary size")
+    inter_key = next((k for k in ("intermediate_size", "n_inner", "ffn_hidden_size", "ffn_dim")
+                      if cfg.get(k) is not None), "")
+    inter = _positive_int(config, inter_key, cfg[inter_key]) if inter_key else 4 * hidden
+    _check_max_len_keys(config, cfg)
     dtype = _first(cfg, ("torch_dtype", "dtype"))
     max_len, source = _model_max_len(cfg, tokenizer_config, notes)
     default_len, default_source = _default_max_len(cfg, max_len, source, notes)
@@ -343,6 +401,21 @@ def model_shape(config: Dict[str, Any], tokenizer_config: Optional[Dict[str, Any
         default_max_len=default_len,
         default_max_len_source=default_source,
     )
+
+
+def _head_dim(config: Dict[str, Any], cfg: Dict[str, Any], hidden: int, heads: int, heads_key: str) -> int:
+    """head_dim as transformers reads it: the key when set (null: derived), else hidden / heads."""
+    for key in ("head_dim", "hidden_size_per_head"):
+        if cfg.get(key) is not None:
+            return _positive_int(config, key, cfg[key])
+    if hidden % heads:
+        # Name the keys the file sets, not the head_dim derived from them.
+        hidden_key = next(k for k in ("hidden_size", "n_embd", "d_model", "model_dim", "dim")
+                          if cfg.get(k) is not None)
+        raise ConfigError(_key_of(config, hidden_key), hidden,
+                          f"a multiple of {_key_of(config, heads_key)} ({heads}), since the file sets "
+                          "no head_dim")
+    return hidden // heads
 
 
 def _default_tie(cfg: Dict[str, Any]) -> bool:

@@ -19,6 +19,10 @@ description:
     (O(cudagraph_in_budget)). The constants were measured against vLLM 0.26.0 on an H100 (docs/gpu.md).
   - Refuses a C(gpu_memory_utilization) above what is free after CUDA's own context, as vLLM does, and a
     C(tensor_parallel_size) that does not divide the attention heads.
+  - Refuses, naming the key or file, a C(config.json) whose head, layer, vocabulary or length figures are
+    not positive JSON integers (or whose KV heads do not divide the attention heads), and a damaged
+    safetensors file (truncated, nonsense header length, header not JSON, unknown dtype, data past the end),
+    which vLLM would fail to load.
   - Changes nothing on the host; C(changed) is always false.
 author:
   - gpufleet maintainers (@gpufleet)
@@ -33,7 +37,7 @@ options:
   model_path:
     description:
       - Directory of the downloaded model, holding C(config.json) and its C(*.safetensors).
-      - Without safetensors the weights are estimated from C(config.json).
+      - Without safetensors the weights are estimated from C(config.json); damaged ones fail the task.
     type: path
     required: true
   mode:
@@ -273,6 +277,7 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.memory_plan import (
     plan_for_mode,
     read_weight_files,
 )
+from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import ConfigError
 
 
 def _read_json(path: str, required: bool) -> Optional[Dict[str, Any]]:
@@ -332,11 +337,11 @@ def main() -> None:
             raise ValueError(f"model_path {model_path} is not a directory: download the model first")
         config = _read_json(os.path.join(model_path, "config.json"), required=True)
         tokenizer_config = _read_json(os.path.join(model_path, "tokenizer_config.json"), required=False)
+        # vLLM refuses a damaged safetensors file at start; so does the plan, before any unit changes.
         try:
             weights = read_weight_files(model_path)
-        except (OSError, ValueError) as exc:
-            module.warn(f"Could not read the safetensors headers, estimating the weights instead: {exc}")
-            weights = None
+        except OSError as exc:
+            raise ValueError(f"cannot read the safetensors of {model_path}: {exc}") from exc
         plan, failure = plan_for_mode(
             p["mode"],
             config or {},
@@ -363,6 +368,9 @@ def main() -> None:
             block_size=p["block_size"],
             max_gpu_memory_utilization=p["auto_max_gpu_memory_utilization"],
         )
+    except ConfigError as exc:
+        module.fail_json(msg=f"vllm_memory_plan: {exc.message(os.path.join(model_path, 'config.json'))}",
+                         changed=False)
     except ValueError as exc:
         module.fail_json(msg=f"vllm_memory_plan: {exc}", changed=False)
     result = plan.as_dict()

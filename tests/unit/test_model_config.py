@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any, Dict
 
+import pytest
+
 import public_configs as pc
 
 from ansible_collections.gpufleet.vllm.plugins.module_utils import model_config as mc
@@ -132,3 +134,100 @@ def test_short_or_unknown_layer_types_are_reported() -> None:
     odd = dict(pc.LLAMA31_8B, layer_types=["full_attention"] * 31 + ["chunked_attention"])
     shape = mc.model_shape(odd)
     assert any("chunked_attention" in note for note in shape.notes)
+
+
+# --------------------------------------------------------------------------- #
+# Damaged configs: one field each, refused naming the key and the value
+# --------------------------------------------------------------------------- #
+
+def damaged(base: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
+    config = copy.deepcopy(base)
+    *parents, key = path.split(".")
+    target = config
+    for parent in parents:
+        target = target[parent]
+    target[key] = value
+    return config
+
+
+LLAMA3 = "meta-llama-3-8b"
+# (config, key as written in config.json, bad value); every one would crash vLLM's model code.
+DAMAGED = [
+    (LLAMA3, "num_key_value_heads", 0),
+    (LLAMA3, "num_key_value_heads", -8),
+    (LLAMA3, "num_key_value_heads", "8"),
+    (LLAMA3, "num_key_value_heads", 8.0),
+    (LLAMA3, "num_key_value_heads", True),
+    (LLAMA3, "num_hidden_layers", 0),
+    (LLAMA3, "num_hidden_layers", "32"),
+    (LLAMA3, "num_hidden_layers", 32.5),
+    (LLAMA3, "num_attention_heads", -32),
+    (LLAMA3, "num_attention_heads", "32"),
+    (LLAMA3, "hidden_size", 4096.0),
+    (LLAMA3, "vocab_size", 0),
+    (LLAMA3, "vocab_size", "128256"),
+    (LLAMA3, "intermediate_size", -1),
+    (LLAMA3, "head_dim", 0),
+    (LLAMA3, "head_dim", "128"),
+    (LLAMA3, "head_dim", 128.0),
+    (LLAMA3, "max_position_embeddings", "8192"),
+    (LLAMA3, "max_position_embeddings", 0),
+    ("falcon-7b", "vocab_size", -65024),
+    ("deepseek-v2-lite", "kv_lora_rank", "512"),
+    ("gpt_bigcode-santacoder", "n_head", 0),
+    ("GEMMA3_27B_IT", "text_config.num_key_value_heads", 0),
+    ("GEMMA3_27B_IT", "text_config.num_hidden_layers", "62"),
+    ("GEMMA3_27B_IT", "text_config.head_dim", -128),
+]
+
+
+def base_config(name: str) -> Dict[str, Any]:
+    return copy.deepcopy(getattr(pc, name)) if name.isupper() else load(name)
+
+
+@pytest.mark.parametrize("name, key, value", DAMAGED)
+def test_damaged_field_is_refused_naming_key_value_and_fix(name: str, key: str, value: Any) -> None:
+    with pytest.raises(mc.ConfigError) as caught:
+        mc.model_shape(damaged(base_config(name), key, value))
+    message = str(caught.value)
+    assert f"config.json {key} is {json.dumps(value)}:" in message
+    assert "Fix:" in message and "vllm_model" in message
+
+
+def test_kv_head_count_of_zero_is_not_read_as_multi_head_attention() -> None:
+    # Before: `if value` fell back to num_attention_heads, planning 4x the Llama-3 KV cache.
+    with pytest.raises(mc.ConfigError, match="num_key_value_heads is 0"):
+        mc.model_shape(damaged(load(LLAMA3), "num_key_value_heads", 0))
+
+
+def test_kv_heads_must_divide_the_attention_heads() -> None:
+    # vLLM's Attention layer asserts num_heads % num_kv_heads == 0.
+    with pytest.raises(mc.ConfigError) as caught:
+        mc.model_shape(damaged(load(LLAMA3), "num_key_value_heads", 12))
+    assert "num_key_value_heads is 12: expected a divisor of num_attention_heads (32)" in str(caught.value)
+    nested = damaged(pc.GEMMA3_27B_IT, "text_config.num_key_value_heads", 64)
+    with pytest.raises(mc.ConfigError, match=r"text_config.num_key_value_heads is 64: .*text_config.num_attention"):
+        mc.model_shape(nested)
+
+
+def test_derived_head_dim_blames_the_keys_the_file_sets() -> None:
+    config = damaged(load(LLAMA3), "num_attention_heads", 30)
+    config["num_key_value_heads"] = 10
+    with pytest.raises(mc.ConfigError) as caught:
+        mc.model_shape(config)
+    message = str(caught.value)
+    assert "hidden_size is 4096: expected a multiple of num_attention_heads (30)" in message
+    assert "head_dim is" not in message
+
+
+@pytest.mark.parametrize("key", ["num_hidden_layers", "num_attention_heads", "vocab_size"])
+def test_null_required_key_is_missing(key: str) -> None:
+    with pytest.raises(ValueError, match=r"config.json names no .*null counts as missing.*Fix:"):
+        mc.model_shape(damaged(load(LLAMA3), key, None))
+
+
+def test_null_optional_keys_keep_transformers_defaults() -> None:
+    # head_dim null: derived from hidden / heads; num_key_value_heads null: one per head (transformers).
+    shape = mc.model_shape(damaged(damaged(load(LLAMA3), "head_dim", None), "num_key_value_heads", None))
+    assert (shape.head_dim, shape.num_kv_heads) == (128, 32)
+    assert mc.model_shape(damaged(load(LLAMA3), "max_position_embeddings", 8192.0)).model_max_len == 8192
