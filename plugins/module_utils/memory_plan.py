@@ -24,6 +24,7 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.kv_cache_layout impo
 )
 from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import (
     FULL,
+    STATE,
     ModelShape,
     model_shape,
     text_config,
@@ -34,16 +35,16 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.model_weights import
     read_weight_files,
     weight_bytes_from_dir,
 )
-from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_overhead import (
-    CUDA_CONTEXT_MIB,
-    StartupOverhead,
-    startup_overhead,
-)
 from ansible_collections.gpufleet.vllm.plugins.module_utils.param_estimate import (
+    EXPERT_KEYS,
     _linear_bytes,
     _stage_params,
     estimate_parameters,
     pp_partitions,
+)
+from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_overhead import (
+    StartupOverhead,
+    startup_overhead,
 )
 
 __all__ = [
@@ -441,9 +442,9 @@ def _cudagraph_charged(model: _Model, inputs: PlanInputs) -> bool:
     """Whether this release and model put vLLM's CUDA graph estimate on the KV budget."""
     if inputs.cudagraph_in_budget:
         return True
-    moe = any(model.cfg.get(k) for k in ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
+    moe = any(model.cfg.get(k) for k in EXPERT_KEYS)
     architectures = model.config.get("architectures") or []
-    hybrid = any(str(t) in ("linear_attention", "mamba", "conv") for t in model.cfg.get("layer_types") or [])
+    hybrid = STATE in model.shape.layer_kinds
     return hybrid or (moe and not any(a in V2_RUNNER_MOE_ARCHITECTURES for a in architectures))
 
 
