@@ -14,7 +14,7 @@ the ``vllm_memory_plan`` module.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ansible_collections.gpufleet.vllm.plugins.module_utils.kv_cache_layout import (
@@ -24,7 +24,6 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.kv_cache_layout impo
 )
 from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import (
     FULL,
-    STATE,
     ModelShape,
     model_shape,
     text_config,
@@ -35,8 +34,27 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.model_weights import
     read_weight_files,
     weight_bytes_from_dir,
 )
+from ansible_collections.gpufleet.vllm.plugins.module_utils.plan_inputs import (
+    DEFAULT_MAX_GPU_MEMORY_UTILIZATION,
+    DEFAULT_RESERVE_MIB,
+    DEVICES,
+    DTYPE_BYTES,
+    DTYPES,
+    KV_CACHE_DTYPES,
+    MODES,
+    VERDICTS,
+    MemoryPlan,
+    PlanInputs,
+    resolve_dtype,
+    resolve_kv_cache_dtype,
+    validate_inputs,
+)
+from ansible_collections.gpufleet.vllm.plugins.module_utils.plan_messages import (
+    describe,
+    ok_message,
+    utilization_ceiling,
+)
 from ansible_collections.gpufleet.vllm.plugins.module_utils.param_estimate import (
-    EXPERT_KEYS,
     _linear_bytes,
     _stage_params,
     estimate_parameters,
@@ -44,23 +62,21 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.param_estimate impor
 )
 from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_overhead import (
     StartupOverhead,
+    cudagraph_charged,
     startup_overhead,
 )
 
 __all__ = [
-    "GiB", "MiB", "MemoryPlan", "ModelShape", "PlanInputs", "WeightFiles", "auto_plan", "estimate_parameters",
-    "model_shape", "plan_for_mode", "plan_memory", "pp_partitions", "read_weight_files", "weight_bytes_from_dir",
+    "DEFAULT_AUTO_MIN_MODEL_LEN", "DEFAULT_MAX_GPU_MEMORY_UTILIZATION", "DEFAULT_RESERVE_MIB", "DEVICES", "DTYPES",
+    "GiB", "KV_CACHE_DTYPES", "MODES", "VERDICTS", "MiB", "MemoryPlan", "ModelShape", "PlanInputs", "WeightFiles",
+    "auto_plan", "estimate_parameters", "model_shape", "plan_for_mode", "plan_memory", "pp_partitions",
+    "read_weight_files", "weight_bytes_from_dir",
 ]
 
 GiB = 1024 ** 3
 # tensor_parallel_size values the planner suggests, smallest first.
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
-# Memory kept back beyond what vLLM itself measures at start (vllm_overhead.py
-# models that): other processes on the GPU, or a safety margin of your own.
-DEFAULT_RESERVE_MIB = 0
-# Above this vLLM leaves too little for the CUDA context and other processes.
-DEFAULT_MAX_GPU_MEMORY_UTILIZATION = 0.95
 # Auto mode refuses to pick a context shorter than this (or the model's own).
 DEFAULT_AUTO_MIN_MODEL_LEN = 2048
 # vLLM's CacheConfig.DEFAULT_BLOCK_SIZE on CUDA; the CPU platform switches to
@@ -71,123 +87,6 @@ CPU_MLA_BLOCK_SIZE = 16
 # vLLM's CPU build batches this many tokens by default (its OpenAI server).
 CPU_BATCHED_TOKENS = 2048
 
-DTYPE_BYTES: Dict[str, int] = {
-    "float16": 2,
-    "half": 2,
-    "bfloat16": 2,
-    "float32": 4,
-    "float": 4,
-}
-DTYPES: Tuple[str, ...] = ("auto",) + tuple(DTYPE_BYTES)
-KV_CACHE_DTYPE_BYTES: Dict[str, int] = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
-KV_CACHE_DTYPES: Tuple[str, ...] = ("auto",) + tuple(KV_CACHE_DTYPE_BYTES)
-DEVICES: Tuple[str, ...] = ("cuda", "cpu")
-MODES: Tuple[str, ...] = ("check", "auto", "report")
-VERDICTS: Tuple[str, ...] = ("ok", "does_not_fit", "weights_do_not_fit", "exceeds_model_limit",
-                             "utilization_too_high")
-# MoE architectures vLLM 0.26 runs on its newer model runner, which does not
-# charge CUDA graphs to the KV budget; other MoE models and state-space hybrids
-# use the older runner, which does (vllm/config/vllm.py).
-V2_RUNNER_MOE_ARCHITECTURES = ("DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
-                               "InklingForConditionalGeneration", "LongcatFlashNgramForCausalLM",
-                               "Qwen2MoeForCausalLM")
-# vLLM's refusal when the memory is free at start but the KV cache is too small,
-# and its V0 wording, which is what most answers on the web quote.
-VLLM_REFUSAL = "To serve at least one request with the model's max seq len"
-VLLM_V0_REFUSAL = "The model's max seq len (...) is larger than the maximum number of tokens that can be stored in KV cache"
-VLLM_FREE_MEMORY_REFUSAL = "Free memory on device ... on startup is less than desired GPU memory utilization"
-
-
-
-@dataclass
-class MemoryPlan:
-    """Every figure of a plan; ``as_dict`` is what the module returns."""
-
-    device: str
-    verdict: str
-    message: str
-    model_type: str
-    attention: str
-    parameter_count: int
-    weights_source: str
-    dtype: str
-    dtype_bytes: int
-    kv_cache_dtype: str
-    kv_cache_dtype_bytes: int
-    tensor_parallel_size: int
-    pipeline_parallel_size: int
-    num_layers: int
-    layers_per_gpu: int
-    num_kv_heads: int
-    kv_heads_per_gpu: int
-    head_dim: int
-    sliding_window: Optional[int]
-    model_max_len: int
-    model_max_len_source: str
-    max_model_len: int
-    max_num_seqs: Optional[int]
-    block_size: int
-    gpu_memory_total_mib: Optional[int]
-    gpu_memory_utilization: Optional[float]
-    reserve_mib: Optional[int]
-    overhead: Dict[str, Any]
-    cpu_kvcache_space_gib: Optional[float]
-    requested_bytes: Optional[int]
-    weight_bytes_per_gpu: int
-    kv_bytes_per_token_per_gpu: int
-    kv_budget_bytes: int
-    kv_bytes_needed: int
-    kv_cache_blocks: int
-    kv_capacity_tokens: int
-    max_concurrency: float
-    max_full_sequences: int
-    mode: str = "report"
-    suggestions: Dict[str, Any] = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
-    stages: List[Dict[str, int]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict == "ok"
-
-    def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class PlanInputs:
-    """Everything a plan depends on besides the model; re-planned with replace()."""
-
-    dtype: str = "auto"
-    kv_cache_dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    device: str = "cuda"
-    gpu_memory_total_mib: Optional[int] = None
-    gpu_memory_utilization: float = 0.9
-    max_model_len: Optional[int] = None
-    max_num_seqs: Optional[int] = None
-    reserve_mib: int = DEFAULT_RESERVE_MIB
-    gpu_name: str = ""
-    max_num_batched_tokens: Optional[int] = None
-    # The vLLM release charges its CUDA graph estimate to the KV budget (0.32+).
-    cudagraph_in_budget: bool = False
-    # The release gives GPUs of 160 GiB and more larger batch defaults (0.32+).
-    huge_gpu_batch_defaults: bool = False
-    cpu_kvcache_space_gib: Optional[float] = None
-    block_size: Optional[int] = None
-    max_gpu_memory_utilization: float = DEFAULT_MAX_GPU_MEMORY_UTILIZATION
-
-
-def gib(value: float) -> str:
-    """Bytes for people: GiB, or MiB/KiB where GiB would print 0.00."""
-    if abs(value) >= GiB / 100 or value == 0:
-        return f"{value / GiB:.2f} GiB"
-    if abs(value) >= MiB / 100:
-        return f"{value / MiB:.2f} MiB"
-    return f"{value / 1024:.2f} KiB"
-
-
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -197,58 +96,6 @@ def _friendly_floor(tokens: int, block_size: int) -> int:
     if tokens >= 1024:
         return tokens // 1024 * 1024
     return tokens // block_size * block_size
-
-
-def resolve_dtype(dtype: str, shape: ModelShape, notes: List[str]) -> Tuple[str, int]:
-    """The dtype vLLM serves in: 'auto' takes config.json's, float32 is downcast."""
-    if dtype not in DTYPES:
-        raise ValueError(f"vllm_dtype={dtype!r} is not one of {', '.join(DTYPES)}")
-    if dtype != "auto":
-        return dtype, DTYPE_BYTES[dtype]
-    config_dtype = (shape.config_dtype or "").replace("torch.", "")
-    if config_dtype in ("float16", "bfloat16"):
-        return config_dtype, 2
-    notes.append(f"config.json dtype {config_dtype or 'unset'}: vLLM's auto dtype serves it in 16 bits.")
-    return "bfloat16", 2
-
-
-def resolve_kv_cache_dtype(kv_cache_dtype: str, dtype_bytes: int) -> Tuple[str, int]:
-    if kv_cache_dtype not in KV_CACHE_DTYPES:
-        raise ValueError(f"vllm_kv_cache_dtype={kv_cache_dtype!r} is not one of {', '.join(KV_CACHE_DTYPES)}")
-    if kv_cache_dtype == "auto":
-        return "auto", dtype_bytes
-    return kv_cache_dtype, KV_CACHE_DTYPE_BYTES[kv_cache_dtype]
-
-
-def _validate(inputs: PlanInputs) -> None:
-    if inputs.device not in DEVICES:
-        raise ValueError(f"vllm_device={inputs.device!r} is not one of {', '.join(DEVICES)}")
-    for name, value in (("vllm_tensor_parallel_size", inputs.tensor_parallel_size),
-                        ("vllm_pipeline_parallel_size", inputs.pipeline_parallel_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer of at least 1")
-    if inputs.max_model_len is not None and (not isinstance(inputs.max_model_len, int)
-                                             or inputs.max_model_len < 1):
-        raise ValueError(f"vllm_max_model_len={inputs.max_model_len!r} must be a positive integer")
-    if inputs.max_num_seqs is not None and (not isinstance(inputs.max_num_seqs, int)
-                                            or inputs.max_num_seqs < 1):
-        raise ValueError(f"vllm_max_num_seqs={inputs.max_num_seqs!r} must be a positive integer")
-    if inputs.block_size is not None and inputs.block_size < 1:
-        raise ValueError(f"block_size={inputs.block_size!r} must be a positive integer")
-    if inputs.device == "cuda":
-        if not inputs.gpu_memory_total_mib or inputs.gpu_memory_total_mib <= 0:
-            raise ValueError("gpu_memory_total_mib is required for vllm_device=cuda (the memory of one GPU, "
-                             "e.g. gpufleet_gpu.gpus[0].memory_total_mib)")
-        if not 0 < inputs.gpu_memory_utilization <= 1:
-            raise ValueError(f"vllm_gpu_memory_utilization={inputs.gpu_memory_utilization!r} must be in (0, 1]")
-        if inputs.reserve_mib < 0:
-            raise ValueError(f"reserve_mib={inputs.reserve_mib!r} must not be negative")
-        if inputs.max_num_batched_tokens is not None and (not isinstance(inputs.max_num_batched_tokens, int)
-                                                          or inputs.max_num_batched_tokens < 1):
-            raise ValueError(f"vllm_max_num_batched_tokens={inputs.max_num_batched_tokens!r} must be a positive integer")
-    elif not inputs.cpu_kvcache_space_gib or inputs.cpu_kvcache_space_gib <= 0:
-        raise ValueError("vllm_cpu_kvcache_space_gib must be a positive number of GiB for "
-                         f"vllm_device=cpu, got {inputs.cpu_kvcache_space_gib!r}")
 
 
 class _Model:
@@ -284,7 +131,7 @@ class _Model:
 
 
 def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
-    _validate(inputs)
+    validate_inputs(inputs)
     shape = model.shape
     notes: List[str] = list(shape.notes)
     tp, pp = inputs.tensor_parallel_size, inputs.pipeline_parallel_size
@@ -324,7 +171,7 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
             model.cfg, shape, dtype_bytes, tp, gpu_memory_mib=int(inputs.gpu_memory_total_mib or 0),
             gpu_name=inputs.gpu_name, max_num_batched_tokens=inputs.max_num_batched_tokens,
             max_num_seqs=inputs.max_num_seqs, max_model_len=max_len,
-            cudagraph_charged=_cudagraph_charged(model, inputs), huge_tier=inputs.huge_gpu_batch_defaults)
+            cudagraph_charged=cudagraph_charged(model.config, model.cfg, model.shape, inputs.cudagraph_in_budget), huge_tier=inputs.huge_gpu_batch_defaults)
     stages: List[Dict[str, int]] = []
     for count, weight in zip(layers, weights):
         per_token = factor * count * kv_heads_gpu * shape.head_dim * kv_bytes
@@ -438,22 +285,6 @@ def _grouped_layout(shape: ModelShape, inputs: PlanInputs, stages: List[Dict[str
     return min(layouts, key=lambda layout: layout.num_blocks)
 
 
-def _cudagraph_charged(model: _Model, inputs: PlanInputs) -> bool:
-    """Whether this release and model put vLLM's CUDA graph estimate on the KV budget."""
-    if inputs.cudagraph_in_budget:
-        return True
-    moe = any(model.cfg.get(k) for k in EXPERT_KEYS)
-    architectures = model.config.get("architectures") or []
-    hybrid = STATE in model.shape.layer_kinds
-    return hybrid or (moe and not any(a in V2_RUNNER_MOE_ARCHITECTURES for a in architectures))
-
-
-def _utilization_ceiling(total_mib: Optional[int], context_bytes: int) -> float:
-    """The most vLLM accepts: utilization x total must fit in what is free after CUDA's context."""
-    total = int(total_mib or 0) * MiB
-    return math.floor((total - context_bytes) / total * 100) / 100
-
-
 def _fits(model: _Model, inputs: PlanInputs) -> bool:
     return _plan(model, inputs).ok
 
@@ -492,7 +323,7 @@ def _smallest_utilization(model: _Model, inputs: PlanInputs) -> Optional[float]:
     util = math.ceil(need / total * 100 - 1e-9) / 100
     # The closed form ignores per-stage differences: confirm by re-planning.
     for _attempt in range(5):
-        if util > _utilization_ceiling(inputs.gpu_memory_total_mib, plan.overhead["context_bytes"]):
+        if util > utilization_ceiling(inputs.gpu_memory_total_mib, plan.overhead["context_bytes"]):
             return None
         if _fits(model, replace(inputs, gpu_memory_utilization=util)):
             return util
@@ -508,7 +339,7 @@ def _smallest_tp(model: _Model, inputs: PlanInputs) -> Tuple[Optional[int], Opti
         candidate = replace(inputs, tensor_parallel_size=tp)
         plan = _plan(model, candidate)
         if plan.verdict == "utilization_too_high":
-            ceiling = _utilization_ceiling(inputs.gpu_memory_total_mib, plan.overhead["context_bytes"])
+            ceiling = utilization_ceiling(inputs.gpu_memory_total_mib, plan.overhead["context_bytes"])
             if ceiling > 0 and _fits(model, replace(candidate, gpu_memory_utilization=ceiling)):
                 return tp, ceiling
         elif plan.ok:
@@ -527,7 +358,7 @@ def _suggest(model: _Model, inputs: PlanInputs, plan: MemoryPlan) -> Dict[str, A
         util = _smallest_utilization(model, inputs)
         out["gpu_memory_utilization_needed"] = util
         out["gpu_memory_utilization_cap"] = min(inputs.max_gpu_memory_utilization,
-                                                _utilization_ceiling(inputs.gpu_memory_total_mib,
+                                                utilization_ceiling(inputs.gpu_memory_total_mib,
                                                                      plan.overhead["context_bytes"]))
         out["gpu_memory_utilization"] = util if util is not None and util <= out["gpu_memory_utilization_cap"] \
             else None
@@ -541,93 +372,12 @@ def _suggest(model: _Model, inputs: PlanInputs, plan: MemoryPlan) -> Dict[str, A
     return out
 
 
-def _describe(plan: MemoryPlan) -> str:
-    """One paragraph a person can act on; names the vllm_* variables."""
-    s = plan.suggestions
-    fixes: List[str] = []
-    if plan.verdict == "exceeds_model_limit":
-        return (f"vllm_max_model_len={plan.max_model_len} exceeds the model's own limit of {plan.model_max_len} "
-                f"tokens ({plan.model_max_len_source}); vLLM refuses to start. Fix: set vllm_max_model_len to "
-                f"{plan.model_max_len} or less, or leave it unset.")
-    if plan.verdict == "utilization_too_high":
-        total = (plan.gpu_memory_total_mib or 0) * MiB
-        cap = _utilization_ceiling(plan.gpu_memory_total_mib, plan.overhead["context_bytes"])
-        return (f"vllm_gpu_memory_utilization={plan.gpu_memory_utilization} asks for {gib(plan.requested_bytes or 0)} of "
-                f"the {gib(total)} GPU, but CUDA's own context leaves only about "
-                f"{gib(total - plan.overhead['context_bytes'])} free when vLLM starts, so vLLM refuses "
-                f"(\"{VLLM_FREE_MEMORY_REFUSAL}\"). Fix: set vllm_gpu_memory_utilization to {cap} or less.")
-    if plan.device == "cuda":
-        where = (f"{plan.gpu_memory_utilization} x {gib((plan.gpu_memory_total_mib or 0) * MiB)} = "
-                 f"{gib(plan.requested_bytes or 0)}")
-        if plan.verdict == "weights_do_not_fit":
-            head = (f"The weights need {gib(plan.weight_bytes_per_gpu)} per GPU; with {_overhead_text(plan)} that "
-                    f"leaves nothing of the {where} that vllm_gpu_memory_utilization={plan.gpu_memory_utilization} "
-                    "allows.")
-        else:
-            head = (f"vllm_max_model_len={plan.max_model_len} needs {gib(plan.kv_bytes_needed)} of KV cache per GPU "
-                    f"but only {gib(max(0, plan.kv_budget_bytes))} is left ({where}, minus "
-                    f"{gib(plan.weight_bytes_per_gpu)} of weights and {_overhead_text(plan)}); "
-                    f"it holds {plan.kv_capacity_tokens:,} tokens, so vLLM would refuse to start "
-                    f"(\"{VLLM_REFUSAL} ...\", in vLLM before 0.10: \"{VLLM_V0_REFUSAL}\").")
-    else:
-        head = (f"vllm_max_model_len={plan.max_model_len} needs {gib(plan.kv_bytes_needed)} of KV cache but "
-                f"vllm_cpu_kvcache_space_gib={plan.cpu_kvcache_space_gib} holds {plan.kv_capacity_tokens:,} tokens.")
-    if plan.verdict != "weights_do_not_fit" and s.get("max_model_len_one_sequence"):
-        fixes.append(f"vllm_max_model_len to {s['max_model_len_one_sequence']} or less")
-    if plan.device == "cuda":
-        if s.get("gpu_memory_utilization") is not None:
-            fixes.append(f"vllm_gpu_memory_utilization to {s['gpu_memory_utilization']}")
-        if s.get("kv_cache_dtype"):
-            fixes.append(f"vllm_kv_cache_dtype to {s['kv_cache_dtype']}")
-        if s.get("tensor_parallel_size"):
-            lower = s.get("tensor_parallel_gpu_memory_utilization")
-            fixes.append(f"vllm_tensor_parallel_size to {s['tensor_parallel_size']} "
-                         f"({s['tensor_parallel_size']} GPUs"
-                         + (f", with vllm_gpu_memory_utilization at most {lower} for NCCL's buffers)" if lower else ")"))
-    elif s.get("cpu_kvcache_space_gib"):
-        fixes.append(f"vllm_cpu_kvcache_space_gib to {s['cpu_kvcache_space_gib']}")
-    text = head
-    if fixes:
-        text += " Fix: set " + ", or ".join(fixes) + "."
-    else:
-        text += " No single setting fixes it: use more or larger GPUs, or a quantized model."
-    needed = s.get("gpu_memory_utilization_needed")
-    if plan.device == "cuda" and s.get("gpu_memory_utilization") is None and needed is not None:
-        text += (f" (vllm_gpu_memory_utilization would have to be {needed}, above the "
-                 f"{s.get('gpu_memory_utilization_cap')} cap.)")
-    return text
-
-
-def _overhead_text(plan: MemoryPlan) -> str:
-    """What vLLM measures at start, as the plan modelled it."""
-    o = plan.overhead
-    parts = [f"{gib(o['activation_bytes'])} activation peak ({o['max_num_batched_tokens']} batched tokens, "
-             f"{o['max_num_seqs']} sequences)", f"{gib(o['non_torch_bytes'] + o['rope_cache_bytes'])} non-torch "
-             "and caches"]
-    if o["cudagraph_charged"]:
-        parts.append(f"{gib(o['cudagraph_bytes'])} of CUDA graphs")
-    if plan.reserve_mib:
-        parts.append(f"{gib(plan.reserve_mib * MiB)} vllm_memory_reserve_mib")
-    return f"{gib(o['charged_bytes'] + (plan.reserve_mib or 0) * MiB)} vLLM measures at start: " + ", ".join(parts)
-
-
-def _ok_message(plan: MemoryPlan) -> str:
-    if plan.device == "cuda":
-        space = (f"{gib(plan.kv_budget_bytes)} of KV cache per GPU ({plan.gpu_memory_utilization} x "
-                 f"{gib((plan.gpu_memory_total_mib or 0) * MiB)} minus {gib(plan.weight_bytes_per_gpu)} of weights "
-                 f"and {_overhead_text(plan)})")
-    else:
-        space = f"vllm_cpu_kvcache_space_gib={plan.cpu_kvcache_space_gib}"
-    return (f"{space} holds {plan.kv_capacity_tokens:,} tokens, {plan.max_full_sequences} full-length "
-            "sequence(s) at once.")
-
-
 def _finish(model: _Model, inputs: PlanInputs, plan: MemoryPlan) -> MemoryPlan:
     plan.suggestions = _suggest(model, inputs, plan)
     if plan.ok:
-        plan.message = f"vllm_max_model_len={plan.max_model_len} fits: " + _ok_message(plan)
+        plan.message = f"vllm_max_model_len={plan.max_model_len} fits: " + ok_message(plan)
     else:
-        plan.message = _describe(plan)
+        plan.message = describe(plan)
     return plan
 
 
@@ -654,7 +404,7 @@ def auto_plan(config: Dict[str, Any], weights: Union[None, int, WeightFiles] = N
     """
     model = _Model(config, weights, tokenizer_config)
     inputs = PlanInputs(**settings)
-    _validate(inputs)
+    validate_inputs(inputs)
     ceiling = min(inputs.max_model_len or model.shape.model_max_len, model.shape.model_max_len)
     sequences = inputs.max_num_seqs or 1
     notes: List[str] = []
@@ -664,7 +414,7 @@ def auto_plan(config: Dict[str, Any], weights: Union[None, int, WeightFiles] = N
 
     if inputs.device == "cuda":
         probe = _plan(model, replace(inputs, max_model_len=ceiling))
-        highest = _utilization_ceiling(inputs.gpu_memory_total_mib, probe.overhead["context_bytes"])
+        highest = utilization_ceiling(inputs.gpu_memory_total_mib, probe.overhead["context_bytes"])
         if inputs.gpu_memory_utilization > highest:
             notes.append(f"Auto mode lowered vllm_gpu_memory_utilization from {inputs.gpu_memory_utilization} to "
                          f"{highest}: vLLM refuses more than is free after CUDA's context.")
@@ -701,7 +451,7 @@ def auto_plan(config: Dict[str, Any], weights: Union[None, int, WeightFiles] = N
             plan.message = head + f"one sequence (the most is {chosen}). At {floor}: " + floor_plan.message
     else:
         plan.message = (f"Auto mode chose vllm_max_model_len={chosen} (the model allows "
-                        f"{model.shape.model_max_len}): " + _ok_message(plan))
+                        f"{model.shape.model_max_len}): " + ok_message(plan))
     return plan
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
-from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import ModelShape
+from ansible_collections.gpufleet.vllm.plugins.module_utils.model_config import STATE, ModelShape
+from ansible_collections.gpufleet.vllm.plugins.module_utils.param_estimate import EXPERT_KEYS
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -136,3 +137,21 @@ def startup_overhead(cfg: Dict[str, Any], shape: ModelShape, dtype_bytes: int, t
         cudagraph_charged=cudagraph_charged,
         context_bytes=(CUDA_CONTEXT_MIB + (NCCL_CONTEXT_MIB if tp > 1 else 0)) * MiB,
     )
+
+
+# MoE architectures vLLM 0.26 runs on its newer model runner, which does not
+# charge CUDA graphs to the KV budget; other MoE models and state-space hybrids
+# use the older runner, which does (vllm/config/vllm.py).
+V2_RUNNER_MOE_ARCHITECTURES = ("DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
+                               "InklingForConditionalGeneration", "LongcatFlashNgramForCausalLM",
+                               "Qwen2MoeForCausalLM")
+
+
+def cudagraph_charged(config: Dict[str, Any], cfg: Dict[str, Any], shape: ModelShape, in_budget: bool) -> bool:
+    """Whether this release and model put vLLM's CUDA graph estimate on the KV budget."""
+    if in_budget:
+        return True
+    moe = any(cfg.get(k) for k in EXPERT_KEYS)
+    architectures = config.get("architectures") or []
+    hybrid = STATE in shape.layer_kinds
+    return hybrid or (moe and not any(a in V2_RUNNER_MOE_ARCHITECTURES for a in architectures))
