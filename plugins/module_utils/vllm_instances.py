@@ -108,8 +108,21 @@ def resolve_instances(
             inst["model_path"] = f"{model_dir}/{model.replace('/', '--')}" if model else ""
             fallback_name = model
         inst["served_model_name"] = inst.get("served_model_name") or fallback_name
-        inst["extra_args"] = [str(a) for a in (inst.get("extra_args") or [])]
-        inst["environment"] = {str(k): str(v) for k, v in (inst.get("environment") or {}).items()}
+        inst["type_problems"] = []
+        raw_args, raw_env = inst.get("extra_args") or [], inst.get("environment") or {}
+        # A string here would be iterated into single characters on the command line.
+        if not isinstance(raw_args, (list, tuple)):
+            inst["type_problems"].append(
+                f"{inst['origins']['extra_args']}={raw_args!r} is a {type(raw_args).__name__}, not a list. Fix: give "
+                "one list item per token, e.g. ['--enforce-eager', '--max-num-batched-tokens', '4096'].")
+            raw_args = []
+        if not isinstance(raw_env, dict):
+            inst["type_problems"].append(
+                f"{inst['origins']['environment']}={raw_env!r} is a {type(raw_env).__name__}, not a mapping. Fix: give "
+                "NAME: value pairs, e.g. {VLLM_LOGGING_LEVEL: DEBUG}.")
+            raw_env = {}
+        inst["extra_args"] = [str(a) for a in raw_args]
+        inst["environment"] = {str(k): str(v) for k, v in raw_env.items()}
         resolved.append(inst)
     return resolved
 
@@ -135,6 +148,7 @@ def instance_problems(resolved: list[dict[str, Any]]) -> list[str]:
     for inst in resolved:
         i, org = inst["index"], inst["origins"]
         name = str(inst.get("name") or "")
+        problems.extend(inst.get("type_problems", []))
         if inst["unknown_keys"]:
             problems.append(
                 f"vllm_instances[{i}] has unknown keys {inst['unknown_keys']}. Fix: use only "

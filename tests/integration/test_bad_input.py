@@ -63,6 +63,8 @@ VALIDATION_CASES = [
          "vllm_instances[0] has unknown keys ['prot']"),
     Case("instances_empty", {"vllm_instances": []},
          "vllm_instances is empty"),
+    Case("instance_extra_args_as_a_string", {"vllm_instances": [{"name": "main", "extra_args": "--enforce-eager"}]},
+         ("vllm_instances[0].extra_args='--enforce-eager' is a str, not a list", "Fix: give one list item per token")),
     Case("vllm_0.32_on_python_3.10",
          {"vllm_package": "vllm", "vllm_version": "0.32.0", "vllm_venv_python": FAKE_PY310,
           "vllm_wheelhouse_src": ""},

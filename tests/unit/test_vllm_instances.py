@@ -169,3 +169,16 @@ def test_a_multi_node_instance_runs_on_ray_with_pipeline_stages_across_hosts():
 def test_multi_node_must_be_a_boolean():
     (inst,) = resolve([{"name": "big", "multi_node": "maybe"}])
     assert instance_problems([inst]) == ["vllm_instances[0].multi_node='maybe' must be true or false."]
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("extra_args", "--enforce-eager", "vllm_instances[0].extra_args='--enforce-eager' is a str, not a list"),
+    ("environment", "VLLM_LOGGING_LEVEL=DEBUG", "vllm_instances[0].environment='VLLM_LOGGING_LEVEL=DEBUG' is a str, "
+                                                "not a mapping"),
+])
+def test_list_and_mapping_keys_given_as_strings_are_refused_not_iterated(key: str, value: str, expected: str) -> None:
+    resolved = resolve([{"name": "main", key: value}])
+    problems = instance_problems(resolved)
+    assert any(expected in p and "Fix:" in p for p in problems), problems
+    # Never split into characters on the command line.
+    assert resolved[0]["extra_args"] == [] and resolved[0]["environment"] == {}
