@@ -43,6 +43,11 @@ options:
     description: Seconds each HTTP request may take.
     type: int
     default: 5
+  names:
+    description: Read only these instances; empty reads every C(vllm@) unit.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -70,7 +75,12 @@ instances:
     host: {description: C(--host), type: str}
     port: {description: C(--port), type: int}
     scheme: {description: "C(https) when the unit serves TLS (C(--ssl-certfile)), else C(http).", type: str}
-    unit: {description: "active, sub, enabled, restarts (systemd's NRestarts)", type: dict}
+    unit:
+      description: >-
+        active, sub, enabled, restarts (systemd's NRestarts), result, exit_status (the main process's
+        exit code or signal, null while it has not exited), ran_s (seconds its last finished run lasted,
+        or null), crashed (failed, waiting to be restarted, or restarted since its last deliberate start)
+      type: dict
     plan: {description: The memory plan the role recorded, or null, type: dict}
     health:
       description: "ok (GET /health answered 200), error, models (ids from /v1/models or null), models_error"
@@ -87,6 +97,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.gpufleet.vllm.plugins.module_utils.fleet_report import connect_host, parse_exec_start
+from ansible_collections.gpufleet.vllm.plugins.module_utils.systemd_unit import PROPERTIES, parse_unit_show
 
 _UNIT = re.compile(r"^vllm@(?P<name>[^/]+)\.service$")
 _VERSION_SCRIPT = (
@@ -100,15 +111,8 @@ _VERSION_SCRIPT = (
 
 
 def _unit_state(module: AnsibleModule, unit: str) -> Dict[str, Any]:
-    rc, out, _ = module.run_command(["systemctl", "show", unit, "--property=ActiveState,SubState,UnitFileState,NRestarts"])
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
-    restarts = props.get("NRestarts", "")
-    return {
-        "active": props.get("ActiveState", "unknown"),
-        "sub": props.get("SubState", "unknown"),
-        "enabled": props.get("UnitFileState", "unknown"),
-        "restarts": int(restarts) if restarts.isdigit() else 0,
-    }
+    rc, out, _ = module.run_command(["systemctl", "show", unit, "--property=" + ",".join(PROPERTIES)])
+    return parse_unit_show(out if rc == 0 else "")
 
 
 def _env_build(module: AnsibleModule, python: str, cache: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -163,6 +167,7 @@ def main() -> None:
             "api_key": {"type": "str", "default": "", "no_log": True},
             "probe": {"type": "bool", "default": True},
             "timeout": {"type": "int", "default": 5},
+            "names": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -174,6 +179,8 @@ def main() -> None:
         if not match or os.path.islink(path):
             continue
         name = match.group("name")
+        if params["names"] and name not in params["names"]:
+            continue
         with open(path, encoding="utf-8") as handle:
             exec_start = next((line.strip() for line in handle if line.startswith("ExecStart=")), "")
         server = parse_exec_start(exec_start)

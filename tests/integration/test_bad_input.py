@@ -288,3 +288,29 @@ def test_bad_input_after_install_writes_no_unit(case: Case, host: Host, playbook
     assert host.units() == []
     loaded = host.sh("systemctl list-units --all --plain --no-legend 'vllm@*'").stdout.strip()
     assert loaded == ""
+
+
+# A value that passes validation but makes vLLM exit at start: its argument parser
+# rejects it. The failing play must end long before vllm_start_timeout (900 s by
+# default, left as is): a generous bound on the behaviour, not a benchmark.
+FAIL_FAST_CASE = Case("extra_arg_vllm_rejects", {"vllm_extra_args": ["--no-such-flag"]},
+                      ("vllm@main exited (status=", "unrecognized arguments: --no-such-flag", "Fix:"))
+FAIL_FAST_BOUND_S = 120
+
+
+def test_server_that_exits_at_start_fails_the_play_fast(host: Host, playbook: RunPlaybook) -> None:
+    """The server dies seconds after systemd starts it; the play stops waiting then, not after the timeout."""
+    if host.sh(f"test -f {ENV_MARKER}").returncode != 0:
+        # Alone (pytest -k), the env is not there yet: build it and write the units,
+        # untimed, so the timed run below starts only the server.
+        prepared = playbook(SITE, {"vllm_start_servers": False}, timeout=INSTALL_TIMEOUT_S)
+        assert prepared.rc == 0, prepared.output[-3000:]
+
+    started = time.monotonic()
+    run = _run(FAIL_FAST_CASE, playbook)
+    elapsed = time.monotonic() - started
+
+    _assert_failed_naming(FAIL_FAST_CASE, run)
+    assert elapsed < FAIL_FAST_BOUND_S, f"the failing play took {elapsed:.0f} s\n{run.output[-3000:]}"
+    state = host.sh("systemctl show vllm@main.service --property=NRestarts,ActiveState,SubState,Result")
+    print(f"failing play: {elapsed:.1f} s; {' '.join(state.stdout.split())}")
