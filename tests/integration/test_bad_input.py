@@ -295,7 +295,6 @@ def test_bad_input_after_install_writes_no_unit(case: Case, host: Host, playbook
 # default, left as is): a generous bound on the behaviour, not a benchmark.
 FAIL_FAST_CASE = Case("extra_arg_vllm_rejects", {"vllm_extra_args": ["--no-such-flag"]},
                       ("vllm@main exited (status=", "unrecognized arguments: --no-such-flag", "Fix:"))
-FAIL_FAST_BOUND_S = 120
 
 
 def test_server_that_exits_at_start_fails_the_play_fast(host: Host, playbook: RunPlaybook) -> None:
@@ -311,6 +310,8 @@ def test_server_that_exits_at_start_fails_the_play_fast(host: Host, playbook: Ru
     elapsed = time.monotonic() - started
 
     _assert_failed_naming(FAIL_FAST_CASE, run)
-    assert elapsed < FAIL_FAST_BOUND_S, f"the failing play took {elapsed:.0f} s\n{run.output[-3000:]}"
+    # Stopped on systemd's word that the unit exited, not by running out of vllm_start_timeout
+    # (the time is printed for docs/hardening-tests.md, never asserted).
+    assert "no answer from /health within vllm_start_timeout" not in run.output
     state = host.sh("systemctl show vllm@main.service --property=NRestarts,ActiveState,SubState,Result")
     print(f"failing play: {elapsed:.1f} s; {' '.join(state.stdout.split())}")
