@@ -28,11 +28,9 @@ def parse_unit_show(out: str) -> Dict[str, Any]:
     """The unit's state from ``systemctl show --property=...`` output ("" when systemctl failed).
 
     ``crashed`` is the fail-fast signal: the unit failed, or its main process exited
-    and systemd's Restart= brought (or is about to bring) it back. A unit that is
-    active and still loading is not crashed. systemd bumps NRestarts only when the
-    restart happens, so the RestartSec wait before the first one shows only as
-    SubState=auto-restart. NRestarts is reset when the unit is started by hand
-    (or by the role), so it counts crashes since the last deliberate start.
+    and systemd waits RestartSec (10 s for vllm@) to bring it back
+    (SubState=auto-restart), which a poll every 5 s sees. A unit that is active and
+    still loading is not crashed, even after earlier restarts.
     """
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     active = props.get("ActiveState", "") or "unknown"
@@ -51,5 +49,7 @@ def parse_unit_show(out: str) -> Dict[str, Any]:
         "exit_status": _int(props.get("ExecMainStatus", "")) if exited else None,
         # Seconds the last finished run lasted; None while the current run has not exited.
         "ran_s": round((exited - started) / 1e6, 1) if started and exited >= started else None,
-        "crashed": active == "failed" or sub == "auto-restart" or restarts > 0,
+        # NRestarts alone is no signal: it keeps counting a crash long past (a kill -9
+        # that systemd already healed) until the next deliberate start.
+        "crashed": active == "failed" or sub == "auto-restart",
     }

@@ -113,18 +113,26 @@ def resolve_instances(
         # A string here would be iterated into single characters on the command line.
         if not isinstance(raw_args, (list, tuple)):
             inst["type_problems"].append(
-                f"{inst['origins']['extra_args']}={raw_args!r} is a {type(raw_args).__name__}, not a list. Fix: give "
+                f"{inst['origins']['extra_args']}={raw_args!r} is {_kind(raw_args)}, not a list. Fix: give "
                 "one list item per token, e.g. ['--enforce-eager', '--max-num-batched-tokens', '4096'].")
             raw_args = []
         if not isinstance(raw_env, dict):
             inst["type_problems"].append(
-                f"{inst['origins']['environment']}={raw_env!r} is a {type(raw_env).__name__}, not a mapping. Fix: give "
+                f"{inst['origins']['environment']}={raw_env!r} is {_kind(raw_env)}, not a mapping. Fix: give "
                 "NAME: value pairs, e.g. {VLLM_LOGGING_LEVEL: DEBUG}.")
             raw_env = {}
         inst["extra_args"] = [str(a) for a in raw_args]
         inst["environment"] = {str(k): str(v) for k, v in raw_env.items()}
         resolved.append(inst)
     return resolved
+
+
+def _kind(value: Any) -> str:
+    """A value's type for people (Ansible hands strings over as its own str subclass)."""
+    for kind, name in ((str, "a string"), (dict, "a mapping"), (list, "a list"), (bool, "a boolean")):
+        if isinstance(value, kind):
+            return name
+    return "a number" if isinstance(value, (int, float)) else f"a {type(value).__name__}"
 
 
 def _is_int(value: Any) -> bool:

@@ -79,7 +79,7 @@ instances:
       description: >-
         active, sub, enabled, restarts (systemd's NRestarts), result, exit_status (the main process's
         exit code or signal, null while it has not exited), ran_s (seconds its last finished run lasted,
-        or null), crashed (failed, waiting to be restarted, or restarted since its last deliberate start)
+        or null), crashed (failed, or waiting to be restarted after its process exited)
       type: dict
     plan: {description: The memory plan the role recorded, or null, type: dict}
     health:

@@ -64,7 +64,7 @@ VALIDATION_CASES = [
     Case("instances_empty", {"vllm_instances": []},
          "vllm_instances is empty"),
     Case("instance_extra_args_as_a_string", {"vllm_instances": [{"name": "main", "extra_args": "--enforce-eager"}]},
-         ("vllm_instances[0].extra_args='--enforce-eager' is a str, not a list", "Fix: give one list item per token")),
+         ("vllm_instances[0].extra_args='--enforce-eager' is a string, not a list", "Fix: give one list item per token")),
     Case("vllm_0.32_on_python_3.10",
          {"vllm_package": "vllm", "vllm_version": "0.32.0", "vllm_venv_python": FAKE_PY310,
           "vllm_wheelhouse_src": ""},

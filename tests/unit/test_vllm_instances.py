@@ -172,8 +172,8 @@ def test_multi_node_must_be_a_boolean():
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("extra_args", "--enforce-eager", "vllm_instances[0].extra_args='--enforce-eager' is a str, not a list"),
-    ("environment", "VLLM_LOGGING_LEVEL=DEBUG", "vllm_instances[0].environment='VLLM_LOGGING_LEVEL=DEBUG' is a str, "
+    ("extra_args", "--enforce-eager", "vllm_instances[0].extra_args='--enforce-eager' is a string, not a list"),
+    ("environment", "VLLM_LOGGING_LEVEL=DEBUG", "vllm_instances[0].environment='VLLM_LOGGING_LEVEL=DEBUG' is a string, "
                                                 "not a mapping"),
 ])
 def test_list_and_mapping_keys_given_as_strings_are_refused_not_iterated(key: str, value: str, expected: str) -> None:
