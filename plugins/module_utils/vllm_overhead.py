@@ -18,6 +18,7 @@ from the sizes vLLM 0.26 captured, not measured on a release that subtracts it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -78,6 +79,12 @@ class StartupOverhead:
         out = asdict(self)
         out["charged_bytes"] = self.charged_bytes
         return out
+
+
+def utilization_ceiling(total_mib: Optional[int], context_bytes: int) -> float:
+    """The most vLLM accepts: utilization x total must fit in what is free after CUDA's context."""
+    total = int(total_mib or 0) * MiB
+    return math.floor((total - context_bytes) / total * 100) / 100
 
 
 def batch_defaults(gpu_memory_mib: int, gpu_name: str, huge_tier: bool) -> Tuple[int, int]:
